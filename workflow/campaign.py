@@ -114,7 +114,8 @@ class GradeScale(_Frozen):
     def _ordered(self) -> GradeScale:
         mins = [b.min for b in self.bands]
         if any(a <= b for a, b in zip(mins, mins[1:])):
-            raise ValueError("等级须按分数从高到低排列，且下限严格递减")
+            order = "、".join(f"{b.grade} {b.min:g}" for b in self.bands)
+            raise ValueError(f"等级须按分数从高到低排列，且下限严格递减（现为：{order}）")
         last = self.bands[-1]
         if last.min != 0 or not last.inclusive:
             raise ValueError("最低等级的下限须为 0（含 0），否则有的分数没有等级")
@@ -370,6 +371,8 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(顶层)"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"未知的配置项 {err['loc'][-1]!r}（拼写有误，或不属于这一节）"
         lines.append(f"  {loc}: {msg}")
     return f"活动配置 {source} 无效：\n" + "\n".join(lines)
 

@@ -30,6 +30,19 @@ def _date(v: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(v))
 
 
+def _years_after(day: dt.date, years: float) -> dt.date:
+    """``day`` moved on by ``years``: whole years on the calendar (29 Feb → 28 Feb), any fraction in days.
+
+    A term of N years ends on the N-th anniversary, so re-election on that day is not yet overdue.
+    """
+    whole = int(years)
+    try:
+        moved = day.replace(year=day.year + whole)
+    except ValueError:
+        moved = day.replace(year=day.year + whole, day=28)
+    return moved + dt.timedelta(days=round((years - whole) * 365.25))
+
+
 def veto_facts(branch: Any, survey: dict[str, Any]) -> dict[str, Any]:
     """The facts the veto rules read: the survey's confirmed values win over the imported ones."""
 
@@ -57,8 +70,7 @@ def fired_vetoes(
         fire("secretary_violation", secretary_violation=True)
     if rules.reelection_overdue_years is not None:
         last = facts["last_reelection"]
-        limit_days = rules.reelection_overdue_years * 365.25
-        if last is None or (as_of - last).days > limit_days:
+        if last is None or as_of > _years_after(last, rules.reelection_overdue_years):
             fire(
                 "reelection_overdue",
                 last_reelection=last.isoformat() if last else None,
@@ -68,7 +80,7 @@ def fired_vetoes(
         last = facts["last_activity"]
         if last is None or (as_of - last).days > rules.inactive_days:
             fire("inactive", last_activity=last.isoformat() if last else None, limit_days=rules.inactive_days)
-    if tally:
+    if tally and tally.get("ballots"):
         if rules.min_satisfaction_members is not None and tally["satisfaction_members"] < rules.min_satisfaction_members:
             fire("satisfaction_members", rate=tally["satisfaction_members"], floor=rules.min_satisfaction_members)
         if (
@@ -120,7 +132,7 @@ def grade(campaign: Campaign, branch: Any, records: dict[str, Any], *, as_of: dt
     final = campaign.grading.scale.lowest if vetoes else band
     std = campaign.grading.standards
     standards = {}
-    if tally:
+    if tally and tally.get("ballots"):
         for key, tkey in (("satisfaction_members", "satisfaction_members"), ("satisfaction_secretary", "satisfaction_secretary")):
             target = getattr(std, key)
             if target is not None:

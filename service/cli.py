@@ -1,0 +1,560 @@
+"""The `branchflow` command. Each command opens one transaction, commits on success, and maps errors to
+exit codes (see :mod:`workflow.errors`). Every command that depends on time takes ``--now``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from states.base import ROLE_LABELS, Role, Stage
+from workflow import audit, importer, service, views
+from workflow.db import make_engine, session_factory
+from workflow.errors import BranchflowError, InvalidInput
+from workflow.settings import Settings
+
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def parse_now(value: str | None) -> dt.datetime:
+    """``--now``: ISO date or datetime; naive values are Asia/Shanghai; a bare date means 00:00 that day."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        if len(value) == 10:
+            t = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(0, 0))
+        else:
+            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"时间 {value!r} 无效（示例：2026-04-18 或 2026-04-18T09:00 或 2026-04-18T09:00+08:00）") from None
+    return t if t.tzinfo else t.replace(tzinfo=DEFAULT_TZ)
+
+
+def parse_date(value: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{what} {value!r} 不是日期（格式：2026-04-18）") from None
+
+
+class Ctx:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.url)
+        return self._engine
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with session_factory(self.engine)() as s, s.begin():
+            yield s
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+class BranchflowGroup(click.Group):
+    """Translates our errors once: message to stderr, the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BranchflowError as exc:
+            click.echo(f"错误：{exc.message}", err=True)
+            sys.exit(exc.exit_code)
+
+
+now_option = click.option("--now", "now_s", default=None, help="操作时间（ISO 格式；默认当前时间；无时区按北京时间）")
+campaign_option = click.option("--campaign", default=None, help="活动编码（默认最新的活动）")
+as_option = click.option("--as", "as_email", required=True, help="操作人邮箱（须已有相应角色）")
+json_option = click.option("--json", "as_json", is_flag=True, help="输出 JSON")
+
+
+@click.group(cls=BranchflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """branchflow：基层党组织分类定级、晋位升级工作流程管理。
+
+    数据库默认为 branchflow-data/branchflow.db（SQLite）；设置 BRANCHFLOW_DATABASE_URL 可使用 PostgreSQL。
+    """
+    ctx.obj = Ctx(Settings())
+
+
+def _ctx() -> Ctx:
+    return click.get_current_context().find_object(Ctx)  # type: ignore[return-value]
+
+
+@cli.command()
+def init() -> None:
+    """创建或升级数据库（Alembic 迁移）。"""
+    from workflow.migrate import current, upgrade
+
+    c = _ctx()
+    upgrade(c.engine)
+    click.echo(f"数据库已就绪：{c.engine.url.render_as_string(hide_password=True)}（版本 {current(c.engine)}）")
+
+
+# --- campaigns ------------------------------------------------------------------------------------
+
+@cli.group()
+def campaign() -> None:
+    """活动（基层组织建设年）：预设、创建、查看。"""
+
+
+@campaign.command("presets")
+def campaign_presets() -> None:
+    """列出内置预设。"""
+    from workflow.campaign import load_preset, preset_names
+
+    for name in preset_names():
+        c = load_preset(name)
+        click.echo(f"{name}\t{c.name}\t等级：{' / '.join(b.grade for b in c.grading.scale.bands)}")
+
+
+@campaign.command("export")
+@click.argument("preset")
+@click.option("--year", type=int, default=None, help="把预设的日期放到该年")
+def campaign_export(preset: str, year: int | None) -> None:
+    """输出预设的 TOML 文本（复制后修改，再用 create --file 创建）。"""
+    from workflow.campaign import preset_text
+
+    click.echo(preset_text(preset, year=year), nl=False)
+
+
+@campaign.command("create")
+@click.option("--preset", default=None, help="内置预设名（见 campaign presets）")
+@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None, help="活动配置 TOML 文件")
+@click.option("--year", type=int, default=None, help="与 --preset 一起用：活动年份")
+@now_option
+def campaign_create(preset: str | None, file_: str | None, year: int | None, now_s: str | None) -> None:
+    """创建活动，并为每个党支部立案。"""
+    from workflow.campaigns import create_campaign
+
+    if bool(preset) == bool(file_):
+        raise InvalidInput("请给出 --preset 或 --file 之一")
+    now = parse_now(now_s)
+    with _ctx().tx() as s:
+        row, opened = create_campaign(s, preset=preset, file=file_, year=year, now=now)
+    click.echo(f"已创建活动 {row.code}（{row.name}），为 {opened} 个党支部立案")
+
+
+@campaign.command("list")
+@json_option
+def campaign_list(as_json: bool) -> None:
+    """列出活动。"""
+    with _ctx().tx() as s:
+        rows = views.campaigns(s)
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        click.echo(f"{r['code']}\t{r['year']}\t{r['name']}")
+
+
+@campaign.command("show")
+@click.argument("code", required=False)
+def campaign_show(code: str | None) -> None:
+    """显示活动配置（截止日期、等级、评分标准）。"""
+    from workflow.repository import campaign_of, get_campaign_row
+
+    with _ctx().tx() as s:
+        c = campaign_of(get_campaign_row(s, code))
+    click.echo(f"{c.code}  {c.name}（{c.year} 年，{c.timezone}）")
+    click.echo("截止日期：")
+    for st, d in c.deadlines.items():
+        click.echo(f"  {Stage(st).label}：{d}")
+    click.echo("等级：" + "；".join(f"{b.grade} {b.boundary}" for b in c.grading.scale.bands))
+    if c.grading.scale.note:
+        click.echo(f"  说明：{c.grading.scale.note}")
+    w = c.grading.weights.as_dict()
+    click.echo("权重：" + "，".join(f"{k} {v:g}" for k, v in w.items() if v))
+    for r in c.grading.rubrics:
+        click.echo(f"评分标准“{r.name}”（{len(r.items)} 项）" + (f"适用：{', '.join(r.branch_types)}" if r.branch_types else ""))
+    click.echo(f"公示期：{c.publicity.window_working_days} 个工作日；签字法定人数：{c.sign_off.quorum}")
+
+
+@campaign.command("open-cases")
+@campaign_option
+@now_option
+def campaign_open_cases(campaign: str | None, now_s: str | None) -> None:
+    """为尚未立案的党支部立案（导入新支部之后）。"""
+    with _ctx().tx() as s:
+        n = service.open_missing_cases(s, campaign, now=parse_now(now_s))
+    click.echo(f"新立案 {n} 个")
+
+
+# --- organisation ---------------------------------------------------------------------------------
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@now_option
+def import_(file: str, now_s: str | None) -> None:
+    """导入组织（CSV UTF-8 或 XLSX）：党委、党总支、党支部、书记。全部校验通过才导入。"""
+    from workflow.repository import get_campaign_row
+
+    with _ctx().tx() as s:
+        r = importer.import_file(s, file)
+        opened = 0
+        try:
+            get_campaign_row(s)
+        except BranchflowError:
+            pass
+        else:
+            opened = service.open_missing_cases(s, None, now=parse_now(now_s))
+    click.echo(
+        f"导入 {r.rows} 行：新增 {r.created}，更新 {r.updated}，未变 {r.unchanged}；"
+        f"新党委 {r.committees}，新党总支 {r.general_branches}" + (f"；新立案 {opened}" if opened else "")
+    )
+
+
+@cli.group()
+def person() -> None:
+    """人员与角色。"""
+
+
+@person.command("add")
+@click.argument("email")
+@click.option("--name", required=True, help="姓名")
+@click.option("--role", "roles", multiple=True, type=click.Choice([r.value for r in Role]), help="角色（可多次）")
+@click.option("--scope", default="", help="范围：党支部/党总支/党委编码（审计人员不需要）")
+def person_add(email: str, name: str, roles: tuple[str, ...], scope: str) -> None:
+    """添加人员并授予角色，例如：person add a@x.cn --name 张三 --role committee_member --scope 生命学院党委"""
+    from workflow.people import add_person
+
+    with _ctx().tx() as s:
+        granted = add_person(s, email, name, [Role(r) for r in roles], scope)
+    click.echo(f"{name} <{email.lower()}>：" + ("，".join(granted) if granted else "无新增角色"))
+
+
+@person.command("list")
+def person_list() -> None:
+    """列出人员及其角色。"""
+    from workflow.people import list_people
+
+    with _ctx().tx() as s:
+        for p in list_people(s):
+            click.echo(f"{p['email']}\t{p['name']}\t" + "，".join(f"{ROLE_LABELS[Role(r)]}({sc})" if sc else ROLE_LABELS[Role(r)] for r, sc in p["roles"]))
+
+
+# --- branches -------------------------------------------------------------------------------------
+
+@cli.command("list")
+@campaign_option
+@click.option("--stage", type=click.Choice([s.value for s in Stage]), default=None)
+@click.option("--general-branch", default=None, help="党总支编码")
+@click.option("--grade", default=None, help="等级代码")
+@click.option("--overdue", is_flag=True, help="只看逾期的")
+@now_option
+@json_option
+def list_(campaign: str | None, stage: str | None, general_branch: str | None, grade: str | None,
+          overdue: bool, now_s: str | None, as_json: bool) -> None:
+    """列出党支部及其环节、等级和截止日期。"""
+    with _ctx().tx() as s:
+        rows = views.list_cases(s, now=parse_now(now_s), campaign=campaign, stage=stage,
+                                general_branch=general_branch, grade=grade, overdue=True if overdue else None)
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        flag = " 【逾期】" if r["overdue"] else ""
+        click.echo(f"{r['code']}\t{r['name']}\t{r['stage_label']}\t{r['grade_label'] or '-'}\t截止 {r['deadline'] or '-'}{flag}")
+    click.echo(f"共 {len(rows)} 个")
+
+
+@cli.command()
+@click.argument("branch")
+@campaign_option
+@now_option
+@json_option
+def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) -> None:
+    """显示一个党支部：当前环节、截止日期、未满足的条件、等级说明。"""
+    with _ctx().tx() as s:
+        c = views.show(s, branch, now=parse_now(now_s), campaign=campaign)
+    if as_json:
+        return echo_json(c)
+    b = c["branch"]
+    click.echo(f"{b['name']}（{b['code']}，{b['type_label']}，党员 {b['member_count']} 人，书记 {b['secretary']}）")
+    click.echo(f"所属：{b['committee']} / {b['general_branch'] or '-'}；活动 {c['campaign']}；版本 {c['version']}")
+    click.echo(f"当前环节：{c['stage_number']}. {c['stage_label']}")
+    if c["deadline"]:
+        state = f"已逾期 {-c['days_left']} 天" if c["overdue"] else f"还有 {c['days_left']} 天"
+        click.echo(f"截止日期：{c['deadline']}（{state}）")
+    if c["unmet"]:
+        click.echo("离开本环节尚需：")
+        for u in c["unmet"]:
+            click.echo(f"  - {u['message']}")
+        click.echo(f"可推进的角色：{'、'.join(c['who_may_act'])}")
+    elif c["stage"] != Stage.accepted.value:
+        click.echo(f"本环节条件已满足，可推进（{'、'.join(c['who_may_act'])}）")
+    if c["grade_explained"]:
+        click.echo("等级：")
+        for line in c["grade_explained"]:
+            click.echo(f"  {line}")
+    if c["adjustment"]:
+        a = c["adjustment"]
+        click.echo(f"  党委调整为：{a['grade']}，理由：{a['reason']}")
+    if c["grade"] and c["stage"] == Stage.committee_grading.value:
+        click.echo(f"签字：{len(c['signatures'])}/{c['quorum']}（党委委员 {c['committee_size']} 人）")
+    if c["final_grade_label"]:
+        click.echo(f"定级结果：{c['final_grade_label']}")
+    if c["publicity"]:
+        click.echo(f"公示：{c['publicity']['start']} 至 {c['publicity']['end']}")
+    for o in c["objections"]:
+        click.echo(f"  异议 #{o['id']}（{o['status']}）：{o['text']}")
+    items = c["records"].get("rectification", {}).get("items", [])
+    for n, it in enumerate(items, 1):
+        click.echo(f"  整改 {n}. {'✓' if it.get('done') else '□'} {it['problem']} → {it['measure']}（{it['due']}，{it['contact']}）")
+    if c["regrade_label"]:
+        click.echo(f"再次定级：{c['regrade_label']}")
+
+
+def _act(fn: Callable[..., Any], branch: str, *, as_email: str, now_s: str | None, **kw: Any) -> Any:
+    """Run one use case as the person ``as_email`` in one transaction."""
+    now = parse_now(now_s)
+    with _ctx().tx() as s:
+        return fn(s, branch, service.actor_for(s, as_email), now=now, **kw)
+
+
+def _done(case: Any, what: str) -> None:
+    click.echo(f"{case.branch.name}（{case.branch.code}）：{what}。当前环节：{case.stage.label}，版本 {case.version}")
+
+
+@cli.command()
+@click.argument("branch")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@as_option
+@campaign_option
+@now_option
+@click.option("--expect-version", type=int, default=None, help="乐观锁：仅当版本仍为此值时才写入")
+def record(branch: str, file: str, as_email: str, campaign: str | None, now_s: str | None,
+           expect_version: int | None) -> None:
+    """填报当前环节的数据（JSON 文件，- 表示标准输入）。"""
+    raw = sys.stdin.read() if file == "-" else _read(file)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{file} 不是有效的 JSON：{exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{file} 应为一个 JSON 对象")
+    case = _act(service.record, branch, data=data, as_email=as_email, campaign=campaign, now_s=now_s,
+                expected_version=expect_version)
+    _done(case, "已填报")
+
+
+def _read(file: str) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"找不到文件 {file}") from None
+
+
+@cli.command("grade")
+@click.argument("branch")
+@as_option
+@campaign_option
+@now_option
+def grade_(branch: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """计算得分和等级（党委评定环节）。"""
+    case = _act(service.compute_grade, branch, as_email=as_email, campaign=campaign, now_s=now_s)
+    g = case.state["grade"]
+    _done(case, f"总分 {g['total']:g}，等级 {g['grade_label']}")
+
+
+@cli.command()
+@click.argument("branch")
+@click.option("--grade", "grade", required=True, help="调整后的等级（代码或名称）")
+@click.option("--reason", required=True, help="书面理由")
+@as_option
+@campaign_option
+@now_option
+def adjust(branch: str, grade: str, reason: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """党委调整等级（须写明理由；已签字作废，需重新签字）。"""
+    case = _act(service.adjust_grade, branch, grade=grade, reason=reason, as_email=as_email, campaign=campaign, now_s=now_s)
+    _done(case, f"等级调整为 {case.state['adjustment']['grade']}")
+
+
+@cli.command()
+@click.argument("branch")
+@as_option
+@campaign_option
+@now_option
+def sign(branch: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """党委委员签字确认等级。"""
+    case = _act(service.sign, branch, as_email=as_email, campaign=campaign, now_s=now_s)
+    quorum = case.campaign.quorum_for(case.facts.committee_size)
+    _done(case, f"已签字（{len(case.state['signatures'])}/{quorum}）")
+
+
+@cli.command()
+@click.argument("branch")
+@click.option("--start", default=None, help="公示开始日期（默认今天；遇节假日顺延）")
+@as_option
+@campaign_option
+@now_option
+def publish(branch: str, start: str | None, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """发布公示（公示期按工作日计算）。"""
+    case = _act(service.publish, branch, start=parse_date(start, "开始日期") if start else None,
+                as_email=as_email, campaign=campaign, now_s=now_s)
+    p = case.state["publicity"]
+    _done(case, f"公示 {p['start']} 至 {p['end']}")
+
+
+@cli.command("object")
+@click.argument("branch")
+@click.option("--text", required=True, help="异议内容")
+@as_option
+@campaign_option
+@now_option
+def object_(branch: str, text: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """对公示结果提出异议。"""
+    case = _act(service.lodge_objection, branch, text=text, as_email=as_email, campaign=campaign, now_s=now_s)
+    _done(case, f"已登记异议 #{case.state['objections'][-1]['id']}")
+
+
+@cli.command()
+@click.argument("branch")
+@click.argument("objection_id", type=int)
+@click.option("--upheld/--dismissed", required=True, help="异议成立（退回党委评定）或不成立")
+@click.option("--reason", required=True, help="处理理由")
+@as_option
+@campaign_option
+@now_option
+def resolve(branch: str, objection_id: int, upheld: bool, reason: str, as_email: str, campaign: str | None,
+            now_s: str | None) -> None:
+    """处理异议。"""
+    case = _act(service.resolve_objection, branch, objection_id=objection_id, upheld=upheld, reason=reason,
+                as_email=as_email, campaign=campaign, now_s=now_s)
+    _done(case, "异议成立，已退回党委评定" if upheld else "异议不成立，已记录")
+
+
+@cli.command()
+@click.argument("branch")
+@click.argument("item", type=int)
+@click.option("--evidence", required=True, help="完成情况与佐证")
+@as_option
+@campaign_option
+@now_option
+def complete(branch: str, item: int, evidence: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """登记整改事项完成（第 ITEM 项）。"""
+    case = _act(service.complete_item, branch, item=item, evidence=evidence, as_email=as_email, campaign=campaign,
+                now_s=now_s)
+    _done(case, f"第 {item} 项已完成")
+
+
+@cli.command()
+@click.argument("branch")
+@as_option
+@campaign_option
+@now_option
+@click.option("--expect-version", type=int, default=None, help="乐观锁：仅当版本仍为此值时才推进")
+def advance(branch: str, as_email: str, campaign: str | None, now_s: str | None, expect_version: int | None) -> None:
+    """推进到下一环节（须满足本环节的全部条件）。"""
+    case = _act(service.advance, branch, as_email=as_email, campaign=campaign, now_s=now_s,
+                expected_version=expect_version)
+    _done(case, "已推进")
+
+
+@cli.command()
+@click.argument("branch")
+@click.option("--until", required=True, help="新的截止日期")
+@click.option("--reason", required=True, help="理由")
+@click.option("--stage", type=click.Choice([s.value for s in Stage if s is not Stage.accepted]), default=None)
+@as_option
+@campaign_option
+@now_option
+def extend(branch: str, until: str, reason: str, stage: str | None, as_email: str, campaign: str | None,
+           now_s: str | None) -> None:
+    """延长一个党支部某环节的截止日期（组织部）。"""
+    case = _act(service.extend_deadline, branch, deadline=parse_date(until, "截止日期"), reason=reason,
+                stage=Stage(stage) if stage else None, as_email=as_email, campaign=campaign, now_s=now_s)
+    _done(case, f"截止日期延至 {until}")
+
+
+# --- history and audit ----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("branch")
+@campaign_option
+@click.option("--at", "at_s", default=None, help="重放到该时间为止的状态")
+@json_option
+def history(branch: str, campaign: str | None, at_s: str | None, as_json: bool) -> None:
+    """显示党支部的全部记录；--at 重放到某一时间的状态。"""
+    at = parse_now(at_s) if at_s else None
+    with _ctx().tx() as s:
+        h = views.history(s, branch, campaign=campaign, at=at)
+    if as_json:
+        return echo_json(h)
+    title = f"{h['branch']['name']}（{h['branch']['code']}）在活动 {h['campaign']} 中的记录"
+    click.echo(title + (f"，截至 {at_s}" if at_s else ""))
+    for e in h["events"]:
+        local = audit.parse_iso(e["at"]).astimezone(DEFAULT_TZ).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"#{e['seq']:<3} {local}  {e['actor']:<28} [{Stage(e['stage']).label}] {e['label']}：{e['description']}")
+    st = h["state"]
+    click.echo(f"{'当时' if at_s else '当前'}环节：{h['stage_label']}" + (f"；定级结果：{st['final_grade']}" if st.get("final_grade") else ""))
+
+
+@cli.group("audit")
+def audit_() -> None:
+    """审计：校验哈希链与当前状态。"""
+
+
+@audit_.command("verify")
+@campaign_option
+@click.option("--branch", default=None, help="只校验一个党支部")
+@json_option
+def audit_verify(campaign: str | None, branch: str | None, as_json: bool) -> None:
+    """校验每个党支部的哈希链，并核对当前状态表与事件重放结果一致。"""
+    import time
+
+    t0 = time.perf_counter()
+    with _ctx().tx() as s:
+        report = audit.verify(s, campaign_code=campaign, branch_code=branch)
+    elapsed = time.perf_counter() - t0
+    if as_json:
+        echo_json({"ok": report.ok, "cases": report.cases, "events": report.events,
+                   "problems": [p.__dict__ for p in report.problems]})
+    else:
+        click.echo(f"已校验 {report.cases} 个党支部、{report.events} 条事件（{elapsed:.2f} 秒）")
+        if report.ok:
+            click.echo("校验通过：哈希链完整，当前状态与重放结果一致")
+        else:
+            click.echo(f"校验失败：发现 {len(report.problems)} 处问题")
+            for p in report.problems:
+                click.echo(f"  {p}")
+    if not report.ok:
+        sys.exit(7)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="演示数据目录（默认 branchflow-data/demo）")
+@click.option("--year", type=int, default=None, help="活动年份（默认今年）")
+@click.option("--branches", "n_branches", type=int, default=36, help="党支部数量")
+@click.option("--seed", type=int, default=2026, help="随机种子")
+def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int) -> None:
+    """演示：新建 SQLite 数据库，按海棠 2022 预设模拟一整年，最后输出汇总。"""
+    from workflow.demo import run_demo
+
+    settings = _ctx().settings
+    target = Path(data_dir) if data_dir else settings.data_dir / "demo"
+    run_demo(target, year=year or dt.date.today().year, n_branches=n_branches, seed=seed, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="branchflow")
+
+
+if __name__ == "__main__":
+    main()

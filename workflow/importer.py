@@ -1,0 +1,311 @@
+"""Organisation import: committees, general branches, branches and their secretaries from CSV or XLSX.
+
+All or nothing: every row is validated first; one bad row raises :class:`ImportRejected` naming each
+bad row, column and problem, and nothing is written. Rows are upserted by branch code, so importing
+the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from states.base import Role
+from workflow.campaign import BRANCH_TYPE_LABELS, BRANCH_TYPES
+from workflow.errors import ImportRejected, InvalidInput, RowProblem
+from workflow.models import Branch, Committee, GeneralBranch, Person, RoleAssignment
+
+# Canonical column → accepted headers (Chinese first).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "committee": ("党委", "所属党委", "committee"),
+    "committee_code": ("党委编码", "committee_code"),
+    "general_branch": ("党总支", "所属党总支", "general_branch"),
+    "general_branch_code": ("党总支编码", "general_branch_code"),
+    "code": ("支部编码", "支部代码", "code", "branch_code"),
+    "name": ("支部名称", "党支部名称", "name", "branch_name"),
+    "branch_type": ("支部类型", "类型", "type", "branch_type"),
+    "secretary_name": ("书记姓名", "支部书记", "secretary_name"),
+    "secretary_email": ("书记邮箱", "支部书记邮箱", "secretary_email"),
+    "member_count": ("党员人数", "member_count"),
+    "last_reelection": ("上次换届日期", "换届日期", "last_reelection"),
+    "last_activity": ("最近活动日期", "last_activity"),
+    "secretary_violation": ("书记近两年严重违纪", "书记严重违纪", "secretary_violation"),
+}
+REQUIRED = ("committee", "code", "name", "branch_type", "secretary_name", "secretary_email", "member_count")
+LABEL = {k: v[0] for k, v in COLUMNS.items()}
+TYPE_BY_LABEL = {label: key for key, label in BRANCH_TYPE_LABELS.items()}
+TRUE = {"是", "有", "true", "yes", "y", "1"}
+FALSE = {"否", "无", "false", "no", "n", "0", ""}
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrgRow:
+    row: int
+    committee: str
+    committee_code: str
+    general_branch: str | None
+    general_branch_code: str | None
+    code: str
+    name: str
+    branch_type: str
+    secretary_name: str
+    secretary_email: str
+    member_count: int
+    last_reelection: dt.date | None
+    last_activity: dt.date | None
+    secretary_violation: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportResult:
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    committees: int
+    general_branches: int
+
+
+def _rows_csv(data: bytes) -> Iterator[list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRejected([RowProblem(row=1, column="(文件)", problem="不是 UTF-8 编码的 CSV（请另存为“CSV UTF-8”）")]) from None
+    yield from csv.reader(io.StringIO(text, newline=""))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _rows_xlsx(data: bytes) -> Iterator[list[str]]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several unrelated types for a broken file
+        raise ImportRejected([RowProblem(row=1, column="(文件)", problem=f"无法读取 XLSX 文件：{exc}")]) from None
+    try:
+        ws = wb.worksheets[0]
+        for r in ws.iter_rows(values_only=True):
+            yield [_cell(v) for v in r]
+    finally:
+        wb.close()
+
+
+def read_table(path: str | Path) -> list[list[str]]:
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInput(f"找不到文件 {p}")
+    data = p.read_bytes()
+    if p.suffix.lower() in (".xlsx", ".xlsm"):
+        rows = list(_rows_xlsx(data))
+    elif p.suffix.lower() in (".csv", ".txt"):
+        rows = list(_rows_csv(data))
+    else:
+        raise InvalidInput(f"不支持的文件类型 {p.suffix!r}：请使用 .csv（UTF-8）或 .xlsx")
+    return rows
+
+
+def _date(v: str) -> dt.date:
+    s = v.strip().replace("/", "-").replace(".", "-")
+    m = re.fullmatch(r"(\d{4})年(\d{1,2})月(\d{1,2})日", v.strip())
+    if m:
+        s = f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}"
+    parts = s.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return dt.date(int(parts[0]), int(parts[1]), int(parts[2]))
+    raise ValueError
+
+
+def parse_rows(table: list[list[str]]) -> list[OrgRow]:
+    """Validate a whole table; raise :class:`ImportRejected` with every problem found."""
+    table = [r for r in table if any(c.strip() for c in r)] if table else []
+    if not table:
+        raise ImportRejected([RowProblem(row=1, column="(文件)", problem="文件为空")])
+    header = [h.strip().lstrip("\ufeff") for h in table[0]]
+    index: dict[str, int] = {}
+    problems: list[RowProblem] = []
+    for col, names in COLUMNS.items():
+        for i, h in enumerate(header):
+            if h in names or h.lower() in names:
+                index[col] = i
+                break
+    for col in REQUIRED:
+        if col not in index:
+            problems.append(RowProblem(row=1, column=LABEL[col], problem=f"缺少必需的列（可用列名：{'、'.join(COLUMNS[col])}）"))
+    if problems:
+        raise ImportRejected(problems)
+    out: list[OrgRow] = []
+    seen_codes: dict[str, int] = {}
+    for n, raw in enumerate(table[1:], start=2):
+        def get(col: str) -> str:
+            i = index.get(col)
+            return raw[i].strip() if i is not None and i < len(raw) else ""
+
+        def bad(col: str, msg: str) -> None:
+            problems.append(RowProblem(row=n, column=LABEL[col], problem=msg))
+
+        before = len(problems)
+        for col in REQUIRED:
+            if not get(col):
+                bad(col, "不能为空")
+        code = get("code")
+        if code and not CODE.match(code):
+            bad("code", f"编码 {code!r} 只能包含字母、数字、点、下划线和短横线")
+        if code in seen_codes:
+            bad("code", f"支部编码 {code} 与第 {seen_codes[code]} 行重复")
+        elif code:
+            seen_codes[code] = n
+        btype_raw = get("branch_type")
+        btype = TYPE_BY_LABEL.get(btype_raw, btype_raw if btype_raw in BRANCH_TYPES else "")
+        if btype_raw and not btype:
+            bad("branch_type", f"未知的支部类型 {btype_raw!r}；可用：{'、'.join(BRANCH_TYPE_LABELS.values())}")
+        email = get("secretary_email").lower()
+        if email and not EMAIL.match(email):
+            bad("secretary_email", f"{email!r} 不是有效的电子邮箱")
+        members = 0
+        if get("member_count"):
+            try:
+                members = int(get("member_count"))
+                if members < 1:
+                    raise ValueError
+            except ValueError:
+                bad("member_count", f"{get('member_count')!r} 不是正整数")
+        dates: dict[str, dt.date | None] = {}
+        for col in ("last_reelection", "last_activity"):
+            v = get(col)
+            dates[col] = None
+            if v:
+                try:
+                    dates[col] = _date(v)
+                except ValueError:
+                    bad(col, f"{v!r} 不是日期（格式：2026-03-01）")
+        viol = get("secretary_violation").lower()
+        if viol not in TRUE | FALSE:
+            bad("secretary_violation", f"{get('secretary_violation')!r} 应为“是”或“否”")
+        if len(problems) > before:
+            continue
+        committee = get("committee")
+        gb = get("general_branch") or None
+        out.append(
+            OrgRow(
+                row=n, committee=committee, committee_code=get("committee_code") or committee,
+                general_branch=gb, general_branch_code=(get("general_branch_code") or gb) if gb else None,
+                code=code, name=get("name"), branch_type=btype, secretary_name=get("secretary_name"),
+                secretary_email=email, member_count=members, last_reelection=dates["last_reelection"],
+                last_activity=dates["last_activity"], secretary_violation=viol in TRUE,
+            )
+        )
+    if len(table) == 1:
+        problems.append(RowProblem(row=2, column="(文件)", problem="没有数据行"))
+    if problems:
+        raise ImportRejected(problems)
+    return out
+
+
+def _ensure_person(session: Session, email: str, name: str) -> Person:
+    p = session.scalar(select(Person).where(Person.email == email))
+    if p is None:
+        p = Person(email=email, name=name)
+        session.add(p)
+        session.flush()
+    elif p.name != name:
+        p.name = name
+    return p
+
+
+def grant(session: Session, person: Person, role: Role, scope: str = "") -> bool:
+    """Give ``person`` the role in ``scope`` (a branch, general-branch or committee code); True if new."""
+    exists = session.scalar(
+        select(RoleAssignment).where(
+            RoleAssignment.person_id == person.id, RoleAssignment.role == role.value, RoleAssignment.scope_code == scope
+        )
+    )
+    if exists:
+        return False
+    session.add(RoleAssignment(person_id=person.id, role=role.value, scope_code=scope))
+    return True
+
+
+def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
+    """Upsert validated rows in the caller's transaction."""
+    committees = {c.code: c for c in session.scalars(select(Committee))}
+    gbs = {g.code: g for g in session.scalars(select(GeneralBranch))}
+    branches = {b.code: b for b in session.scalars(select(Branch).where(Branch.code.in_([r.code for r in rows])))}
+    created = updated = unchanged = 0
+    new_committees = new_gbs = 0
+    for r in rows:
+        c = committees.get(r.committee_code)
+        if c is None:
+            c = committees[r.committee_code] = Committee(code=r.committee_code, name=r.committee)
+            session.add(c)
+            session.flush()
+            new_committees += 1
+        elif c.name != r.committee:
+            c.name = r.committee
+        gb_id = None
+        if r.general_branch_code:
+            g = gbs.get(r.general_branch_code)
+            if g is None:
+                g = gbs[r.general_branch_code] = GeneralBranch(code=r.general_branch_code, name=r.general_branch or "",
+                                                              committee_id=c.id)
+                session.add(g)
+                session.flush()
+                new_gbs += 1
+            elif g.name != r.general_branch or g.committee_id != c.id:
+                g.name, g.committee_id = r.general_branch or "", c.id
+            gb_id = g.id
+        values = dict(
+            name=r.name, branch_type=r.branch_type, committee_id=c.id, general_branch_id=gb_id,
+            secretary_name=r.secretary_name, secretary_email=r.secretary_email, member_count=r.member_count,
+            last_reelection=r.last_reelection, last_activity=r.last_activity,
+            secretary_violation=r.secretary_violation,
+        )
+        b = branches.get(r.code)
+        if b is None:
+            b = Branch(code=r.code, **values)
+            session.add(b)
+            created += 1
+        elif any(getattr(b, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(b, k, v)
+            updated += 1
+        else:
+            unchanged += 1
+        person = _ensure_person(session, r.secretary_email, r.secretary_name)
+        for old in session.scalars(
+            select(RoleAssignment).where(
+                RoleAssignment.role == Role.branch_secretary.value,
+                RoleAssignment.scope_code == r.code,
+                RoleAssignment.person_id != person.id,
+            )
+        ):
+            session.delete(old)
+        grant(session, person, Role.branch_secretary, r.code)
+    session.flush()
+    return ImportResult(rows=len(rows), created=created, updated=updated, unchanged=unchanged,
+                        committees=new_committees, general_branches=new_gbs)
+
+
+def import_file(session: Session, path: str | Path) -> ImportResult:
+    return import_rows(session, parse_rows(read_table(path)))

@@ -1,0 +1,54 @@
+"""People and their roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from states.base import ROLE_LABELS, Role
+from workflow.errors import InvalidInput
+from workflow.importer import EMAIL, _ensure_person, grant
+from workflow.models import Branch, Committee, GeneralBranch, Person, RoleAssignment
+
+SCOPE_OF = {
+    Role.branch_secretary: (Branch, "党支部"),
+    Role.general_branch_secretary: (GeneralBranch, "党总支"),
+    Role.org_department: (Committee, "党委"),
+    Role.committee_member: (Committee, "党委"),
+}
+
+
+def add_person(session: Session, email: str, name: str, roles: list[Role], scope: str = "") -> list[str]:
+    """Create or update a person and grant roles; the scope must name an existing unit of the right kind."""
+    email = email.strip().lower()
+    if not EMAIL.match(email):
+        raise InvalidInput(f"{email!r} 不是有效的电子邮箱")
+    if not name.strip():
+        raise InvalidInput("姓名不能为空")
+    for role in roles:
+        if role is Role.auditor:
+            continue
+        model, kind = SCOPE_OF[role]
+        if not scope:
+            raise InvalidInput(f"角色“{ROLE_LABELS[role]}”须用 --scope 指定所在{kind}的编码")
+        if session.scalar(select(model).where(model.code == scope)) is None:  # type: ignore[attr-defined]
+            raise InvalidInput(f"找不到编码为 {scope!r} 的{kind}")
+    person = _ensure_person(session, email, name.strip())
+    granted = []
+    for role in roles:
+        if grant(session, person, role, "" if role is Role.auditor else scope):
+            granted.append(ROLE_LABELS[role] + (f"（{scope}）" if scope and role is not Role.auditor else ""))
+    session.flush()
+    return granted
+
+
+def list_people(session: Session) -> list[dict[str, Any]]:
+    out = []
+    for p in session.scalars(select(Person).order_by(Person.email)):
+        roles = session.execute(
+            select(RoleAssignment.role, RoleAssignment.scope_code).where(RoleAssignment.person_id == p.id)
+        ).all()
+        out.append({"email": p.email, "name": p.name, "roles": [(r, sc) for r, sc in roles]})
+    return out

@@ -1,0 +1,205 @@
+"""Row ↔ domain: load a case with what its rules need, and append events with their chain.
+
+Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from states.base import Role, Stage
+from workflow.audit import GENESIS, canonical, chain, iso
+from workflow.campaign import Campaign, parse_campaign_text
+from workflow.case import BranchFacts, State, apply, current_grade, new_state
+from workflow.errors import InvalidInput, NotFound
+from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch, Person, RoleAssignment
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(code: str, config: str) -> Campaign:
+    return parse_campaign_text(config, source=f"campaign:{code}")
+
+
+def campaign_of(row: CampaignRow) -> Campaign:
+    return _parse_cached(row.code, row.config)
+
+
+def get_campaign_row(session: Session, code: str | None = None) -> CampaignRow:
+    """The campaign with ``code``, or the newest one when no code is given."""
+    if code:
+        row = session.scalar(select(CampaignRow).where(CampaignRow.code == code))
+        if row is None:
+            raise NotFound(f"找不到活动 {code!r}")
+        return row
+    row = session.scalar(select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()).limit(1))
+    if row is None:
+        raise NotFound("还没有任何活动：请先用 `branchflow campaign create` 创建")
+    return row
+
+
+def get_branch(session: Session, code: str) -> Branch:
+    b = session.scalar(select(Branch).where(Branch.code == code))
+    if b is None:
+        raise NotFound(f"找不到党支部 {code!r}")
+    return b
+
+
+def committee_size(session: Session, committee_code: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(RoleAssignment)
+            .where(RoleAssignment.role == Role.committee_member.value, RoleAssignment.scope_code == committee_code)
+        )
+        or 0
+    )
+
+
+@dataclass(kw_only=True)
+class LoadedCase:
+    """A case as the services use it: rows, parsed campaign, facts and the current (mutable) state."""
+
+    row: CaseRow
+    campaign_row: CampaignRow
+    campaign: Campaign
+    branch: Branch
+    committee_code: str
+    general_branch_code: str | None
+    facts: BranchFacts
+    state: State
+    last_hash: str
+    last_at: dt.datetime | None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stage(self) -> Stage:
+        return Stage(self.state["stage"])
+
+    @property
+    def version(self) -> int:
+        return self.row.version
+
+
+def facts_of(session: Session, branch: Branch, committee_code: str) -> BranchFacts:
+    return BranchFacts(
+        code=branch.code,
+        name=branch.name,
+        branch_type=branch.branch_type,
+        member_count=branch.member_count,
+        committee_size=committee_size(session, committee_code),
+        last_reelection=branch.last_reelection,
+        last_activity=branch.last_activity,
+        secretary_violation=branch.secretary_violation,
+    )
+
+
+def scope_codes(session: Session, branch: Branch) -> tuple[str, str | None]:
+    committee = session.get(Committee, branch.committee_id)
+    gb = session.get(GeneralBranch, branch.general_branch_id) if branch.general_branch_id else None
+    assert committee is not None
+    return committee.code, gb.code if gb else None
+
+
+def load_case(session: Session, branch_code: str, campaign_code: str | None = None, *, lock: bool = False) -> LoadedCase:
+    camp_row = get_campaign_row(session, campaign_code)
+    branch = get_branch(session, branch_code)
+    q = select(CaseRow).where(CaseRow.campaign_id == camp_row.id, CaseRow.branch_id == branch.id)
+    if lock:
+        q = q.with_for_update()
+    row = session.scalar(q)
+    if row is None:
+        raise NotFound(f"党支部 {branch_code} 在活动 {camp_row.code} 中没有立案")
+    last = session.execute(
+        select(EventRow.hash, EventRow.at).where(EventRow.case_id == row.id, EventRow.seq == row.version)
+    ).first()
+    committee_code, gb_code = scope_codes(session, branch)
+    return LoadedCase(
+        row=row,
+        campaign_row=camp_row,
+        campaign=campaign_of(camp_row),
+        branch=branch,
+        committee_code=committee_code,
+        general_branch_code=gb_code,
+        facts=facts_of(session, branch, committee_code),
+        state=copy.deepcopy(row.state),
+        last_hash=last.hash if last else GENESIS,
+        last_at=last.at if last else None,
+    )
+
+
+def effective_deadline(campaign: Campaign, state: State) -> dt.date | None:
+    stage = Stage(state["stage"])
+    if stage is Stage.accepted:
+        return None
+    override = state.get("deadlines", {}).get(stage.value)
+    if override:
+        return dt.date.fromisoformat(override)
+    return campaign.deadline_for(stage)
+
+
+def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.datetime,
+           payload: dict[str, Any]) -> dict[str, Any]:
+    """Apply an event to the loaded state and add its chained row; the projection is saved by :func:`save`."""
+    if case.last_at is not None and at < case.last_at:
+        raise InvalidInput(
+            f"时间不能倒退：该支部最近一条记录时间为 {iso(case.last_at)}，本次操作时间为 {iso(at)}"
+        )
+    event = {"kind": kind, "at": iso(at), "actor": actor, "stage": case.state["stage"], "payload": payload}
+    case.state = apply(case.state, event)
+    body = canonical(event)
+    seq = case.row.version + len(case.pending) + 1
+    digest = chain(case.last_hash, body)
+    session.add(
+        EventRow(case_id=case.row.id, seq=seq, kind=kind, at=at, actor=actor, body=body,
+                 prev_hash=case.last_hash, hash=digest)
+    )
+    case.last_hash = digest
+    case.last_at = at
+    case.pending.append(event)
+    return event
+
+
+def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
+    """Write the projection with an optimistic version check (the flush raises on a lost race)."""
+    if not case.pending:
+        return
+    row = case.row
+    row.state = case.state
+    row.stage = case.state["stage"]
+    row.grade = current_grade(case.state)
+    row.deadline = effective_deadline(case.campaign, case.state)
+    row.updated_at = now
+    row.version = row.version + len(case.pending)
+    case.pending = []
+
+
+def open_case(session: Session, campaign_row: CampaignRow, branch: Branch, *, at: dt.datetime,
+              actor: str = "system") -> CaseRow:
+    """Create the case of ``branch`` in the campaign, with its ``opened`` event."""
+    state = new_state(campaign_row.code, branch.code)
+    event = {"kind": "opened", "at": iso(at), "actor": actor, "stage": Stage.survey.value,
+             "payload": {"campaign": campaign_row.code, "branch": branch.code}}
+    state = apply(state, event)
+    campaign = campaign_of(campaign_row)
+    row = CaseRow(campaign_id=campaign_row.id, branch_id=branch.id, stage=state["stage"], grade=None,
+                  deadline=effective_deadline(campaign, state), state=state, version=1, updated_at=at)
+    session.add(row)
+    session.flush()
+    body = canonical(event)
+    session.add(EventRow(case_id=row.id, seq=1, kind="opened", at=at, actor=actor, body=body,
+                         prev_hash=GENESIS, hash=chain(GENESIS, body)))
+    return row
+
+
+def person_by_email(session: Session, email: str) -> Person:
+    p = session.scalar(select(Person).where(Person.email == email.strip().lower()))
+    if p is None:
+        raise NotFound(f"找不到用户 {email!r}")
+    return p

@@ -1,0 +1,375 @@
+"""Use cases: load → check role → domain call → append events → save. The caller owns the transaction.
+
+Every function takes a ``Session`` and an explicit ``now`` (an aware datetime read once at the edge),
+never commits, and either appends all its events or raises before anything is written: a refused move
+changes nothing. A lost race surfaces as :class:`Conflict` when the projection's version check fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from states import spec_for
+from states.acceptance import Inspection
+from states.base import ROLE_LABELS, Role, Stage
+from states.committee_grading import Adjustment
+from states.publicity import Objection, Resolution, open_objections
+from states.rectification import Completion
+from workflow import grading, machine
+from workflow.calendar import for_campaign
+from workflow.case import current_grade
+from workflow.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from workflow.models import Person, RoleAssignment
+from workflow.repository import LoadedCase, append, load_case, save
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Actor:
+    """Who acts: a person's e-mail and name and their (role, scope code) pairs."""
+
+    email: str
+    name: str
+    roles: frozenset[tuple[Role, str]]
+
+    def has(self, role: Role, scope: str | None = "") -> bool:
+        return (role, scope or "") in self.roles
+
+    def has_role(self, role: Role) -> bool:
+        return any(r is role for r, _ in self.roles)
+
+
+def actor_for(session: Session, email: str) -> Actor:
+    person = session.scalar(select(Person).where(Person.email == email.strip().lower()))
+    if person is None:
+        raise NotFound(f"找不到用户 {email!r}：请先用 `branchflow person add` 添加")
+    rows = session.scalars(select(RoleAssignment).where(RoleAssignment.person_id == person.id))
+    return Actor(email=person.email, name=person.name, roles=frozenset((Role(r.role), r.scope_code) for r in rows))
+
+
+def _scope(role: Role, case: LoadedCase) -> str | None:
+    return {
+        Role.branch_secretary: case.branch.code,
+        Role.general_branch_secretary: case.general_branch_code,
+        Role.org_department: case.committee_code,
+        Role.committee_member: case.committee_code,
+        Role.auditor: "",
+    }[role]
+
+
+def may(actor: Actor, roles: Iterable[Role], case: LoadedCase) -> bool:
+    return any(actor.has(r, _scope(r, case)) for r in roles if r is not Role.auditor)
+
+
+def _roles_text(roles: Iterable[Role]) -> list[str]:
+    order = list(Role)
+    return [ROLE_LABELS[r] for r in sorted(roles, key=order.index)]
+
+
+def require(actor: Actor, roles: Iterable[Role], case: LoadedCase, what: str) -> None:
+    roles = list(roles)
+    if not may(actor, roles, case):
+        raise Forbidden(
+            f"{actor.name}（{actor.email}）无权对党支部“{case.branch.name}”{what}；"
+            f"可执行该操作的角色：{'、'.join(_roles_text(roles))}（限本单位）"
+        )
+
+
+def _validate(model: type[BaseModel], data: Any, what: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(整体)"
+            lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
+        raise InvalidInput(f"{what}数据无效：\n" + "\n".join(lines)) from None
+
+
+def _json(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _load(session: Session, branch: str, campaign: str | None, expected_version: int | None) -> LoadedCase:
+    case = load_case(session, branch, campaign)
+    if expected_version is not None and expected_version != case.version:
+        raise Conflict(
+            f"党支部 {branch} 已被他人修改（当前版本 {case.version}，你看到的是版本 {expected_version}），请刷新后重试"
+        )
+    return case
+
+
+def _commit_point(session: Session, case: LoadedCase, now: dt.datetime) -> LoadedCase:
+    save(session, case, now=now)
+    try:
+        session.flush()
+    except (StaleDataError, IntegrityError) as exc:
+        raise Conflict(f"党支部 {case.branch.code} 已被他人同时修改，本次操作未生效，请刷新后重试") from exc
+    return case
+
+
+def _in_stage(case: LoadedCase, stages: Iterable[Stage], what: str) -> None:
+    stages = list(stages)
+    if case.stage not in stages:
+        raise TransitionRefused(
+            f"党支部“{case.branch.name}”当前处于“{case.stage.label}”环节，不能{what}"
+            f"（仅限：{'、'.join(s.label for s in stages)}）"
+        )
+
+
+def _local_date(case: LoadedCase, now: dt.datetime) -> dt.date:
+    return now.astimezone(case.campaign.tz).date()
+
+
+# --- recording stage data --------------------------------------------------------------------------
+
+def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *, now: dt.datetime,
+           campaign: str | None = None, expected_version: int | None = None) -> LoadedCase:
+    """File the current stage's data (survey, self-assessment, member evaluation, rectification, acceptance)."""
+    case = _load(session, branch, campaign, expected_version)
+    if case.stage is Stage.acceptance:
+        return inspect(session, branch, actor, data, now=now, campaign=campaign)
+    if case.stage is Stage.accepted:
+        raise TransitionRefused(f"党支部“{case.branch.name}”已验收，不能再填报")
+    spec = spec_for(case.stage)
+    if spec.record_model is None:
+        raise TransitionRefused(
+            f"“{case.stage.label}”环节没有填报表单：请使用 "
+            + ("compute-grade / adjust / sign" if case.stage is Stage.committee_grading else "publish / object / resolve")
+        )
+    require(actor, spec.recorders, case, f"填报“{case.stage.label}”")
+    rec = _validate(spec.record_model, data, f"“{case.stage.label}”")
+    payload = _json(rec)
+    validate: Callable[..., list[str]] | None = spec.extra.get("validate")
+    if validate:
+        problems = validate(payload, case.campaign, case.facts)
+        if problems:
+            raise InvalidInput(f"“{case.stage.label}”数据无效：\n" + "\n".join(f"  {p}" for p in problems))
+    if case.stage is Stage.rectification and case.state["records"].get("rectification", {}).get("submitted"):
+        if payload.get("items") is not None:
+            raise TransitionRefused("整改方案已提交，不能再修改整改事项；请逐项完成并上传佐证")
+    append(session, case, kind="recorded", actor=actor.email, at=now, payload={"stage": case.stage.value, "data": payload})
+    return _commit_point(session, case, now)
+
+
+def complete_item(session: Session, branch: str, actor: Actor, item: int, evidence: str, *,
+                  now: dt.datetime, campaign: str | None = None) -> LoadedCase:
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.rectification], "完成整改事项")
+    require(actor, [Role.branch_secretary], case, "完成整改事项")
+    c = _validate(Completion, {"item": item, "evidence": evidence}, "整改完成情况")
+    rect = case.state["records"].get("rectification", {})
+    items = rect.get("items", [])
+    if not rect.get("submitted"):
+        raise TransitionRefused("整改方案尚未提交，不能登记完成情况")
+    if not 1 <= item <= len(items):
+        raise InvalidInput(f"整改方案中没有第 {item} 项（共 {len(items)} 项）")
+    if items[item - 1].get("done"):
+        raise InvalidInput(f"第 {item} 项已登记完成")
+    append(session, case, kind="item_completed", actor=actor.email, at=now, payload=_json(c))
+    return _commit_point(session, case, now)
+
+
+def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *, now: dt.datetime,
+            campaign: str | None = None) -> LoadedCase:
+    """Record the acceptance inspection and its re-grade; a failed one sends the case back to rectification."""
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.acceptance], "记录检查验收")
+    require(actor, spec_for(Stage.acceptance).recorders, case, "记录检查验收")
+    insp = _validate(Inspection, data, "检查验收")
+    assert isinstance(insp, Inspection)
+    today = _local_date(case, now)
+    if not insp.passed:
+        if insp.new_deadline is None:
+            raise InvalidInput("验收未通过时须给出限期完成整改的新截止日期（new_deadline）")
+        if insp.new_deadline <= today:
+            raise InvalidInput(f"新截止日期 {insp.new_deadline} 须晚于今天 {today}")
+    band = grading.band_of(case.campaign, insp.regrade_score)
+    payload = {**_json(insp), "regrade": band.code, "regrade_label": band.grade, "first_grade": case.state["final_grade"]}
+    append(session, case, kind="inspected", actor=actor.email, at=now, payload=payload)
+    if not insp.passed:
+        _move(session, case, actor, "fail_inspection", now, extra={"deadline": insp.new_deadline.isoformat()})  # type: ignore[union-attr]
+    return _commit_point(session, case, now)
+
+
+# --- committee grading ------------------------------------------------------------------------------
+
+def _grade_locked(case: LoadedCase) -> bool:
+    quorum = case.campaign.quorum_for(case.facts.committee_size)
+    return bool(case.state.get("grade")) and len(case.state["signatures"]) >= quorum
+
+
+def compute_grade(session: Session, branch: str, actor: Actor, *, now: dt.datetime,
+                  campaign: str | None = None) -> LoadedCase:
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.committee_grading], "计算等级")
+    require(actor, [Role.committee_member, Role.org_department], case, "计算等级")
+    if _grade_locked(case):
+        raise TransitionRefused("签字已达法定人数，等级已锁定，不能重新计算")
+    result = grading.grade(case.campaign, case.facts, case.state["records"], as_of=_local_date(case, now))
+    append(session, case, kind="graded", actor=actor.email, at=now, payload={"result": result})
+    return _commit_point(session, case, now)
+
+
+def adjust_grade(session: Session, branch: str, actor: Actor, grade: str, reason: str, *,
+                 now: dt.datetime, campaign: str | None = None) -> LoadedCase:
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.committee_grading], "调整等级")
+    require(actor, [Role.committee_member, Role.org_department], case, "调整等级")
+    adj = _validate(Adjustment, {"grade": grade, "reason": reason}, "等级调整")
+    if not case.state.get("grade"):
+        raise TransitionRefused("尚未计算得分和等级，不能调整")
+    if _grade_locked(case):
+        raise TransitionRefused("签字已达法定人数，等级已锁定，不能调整")
+    scale = case.campaign.grading.scale
+    codes = {b.code: b for b in scale.bands}
+    by_label = {b.grade: b for b in scale.bands}
+    band = codes.get(grade) or by_label.get(grade)
+    if band is None:
+        raise InvalidInput(f"未知的等级 {grade!r}；可用：{'、'.join(f'{b.grade}({b.code})' for b in scale.bands)}")
+    append(session, case, kind="grade_adjusted", actor=actor.email, at=now,
+           payload={"grade": band.code, "grade_label": band.grade, "reason": _json(adj)["reason"],
+                    "computed": case.state["grade"]["grade"]})
+    return _commit_point(session, case, now)
+
+
+def sign(session: Session, branch: str, actor: Actor, *, now: dt.datetime, campaign: str | None = None) -> LoadedCase:
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.committee_grading], "签字")
+    require(actor, [Role.committee_member], case, "签字确认等级")
+    if actor.has(Role.branch_secretary, case.branch.code) or actor.email == case.branch.secretary_email:
+        raise Forbidden(f"{actor.name} 是该支部的书记，不能为本支部的等级签字")
+    if not case.state.get("grade"):
+        raise TransitionRefused("尚未计算得分和等级，不能签字")
+    if any(s["member"] == actor.email for s in case.state["signatures"]):
+        raise InvalidInput(f"{actor.name} 已签过字，每位委员只签一次")
+    append(session, case, kind="signed", actor=actor.email, at=now,
+           payload={"grade": current_grade(case.state), "name": actor.name})
+    return _commit_point(session, case, now)
+
+
+# --- publicity --------------------------------------------------------------------------------------
+
+def publish(session: Session, branch: str, actor: Actor, *, now: dt.datetime, start: dt.date | None = None,
+            campaign: str | None = None) -> LoadedCase:
+    """Publish the grade; the window is the campaign's number of working days from ``start`` (default today)."""
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.publicity], "发布公示")
+    require(actor, [Role.org_department], case, "发布公示")
+    if case.state.get("publicity"):
+        raise InvalidInput("该支部已发布公示")
+    cal = for_campaign(case.campaign)
+    first = cal.next_working_day(start or _local_date(case, now))
+    n = case.campaign.publicity.window_working_days
+    end = cal.add_working_days(first, n)
+    append(session, case, kind="publicity_started", actor=actor.email, at=now,
+           payload={"start": first.isoformat(), "end": end.isoformat(), "working_days": n,
+                    "grade": case.state["final_grade"]})
+    return _commit_point(session, case, now)
+
+
+def lodge_objection(session: Session, branch: str, actor: Actor, text: str, *, now: dt.datetime,
+                    campaign: str | None = None) -> LoadedCase:
+    """Any logged-in person may object while the publicity window is open."""
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.publicity], "提出异议")
+    pub = case.state.get("publicity")
+    if not pub:
+        raise TransitionRefused("该支部尚未发布公示，不能提出异议")
+    today = _local_date(case, now)
+    if today > dt.date.fromisoformat(pub["end"]):
+        raise TransitionRefused(f"公示期已于 {pub['end']} 结束，不能再提出异议")
+    obj = _validate(Objection, {"text": text}, "异议")
+    next_id = len(case.state["objections"]) + 1
+    append(session, case, kind="objection_lodged", actor=actor.email, at=now,
+           payload={"id": next_id, "text": _json(obj)["text"]})
+    return _commit_point(session, case, now)
+
+
+def resolve_objection(session: Session, branch: str, actor: Actor, objection_id: int, *, upheld: bool,
+                      reason: str, now: dt.datetime, campaign: str | None = None) -> LoadedCase:
+    """Upheld → the case goes back to committee grading; dismissed → recorded with its reason."""
+    case = _load(session, branch, campaign, None)
+    _in_stage(case, [Stage.publicity], "处理异议")
+    require(actor, [Role.org_department], case, "处理异议")
+    res = _validate(Resolution, {"upheld": upheld, "reason": reason}, "异议处理")
+    if not any(o["id"] == objection_id for o in open_objections(case.state)):
+        raise NotFound(f"没有编号为 {objection_id} 的待处理异议")
+    append(session, case, kind="objection_resolved", actor=actor.email, at=now,
+           payload={"id": objection_id, **_json(res)})
+    if upheld:
+        _move(session, case, actor, "uphold_objection", now)
+    return _commit_point(session, case, now)
+
+
+# --- moves ------------------------------------------------------------------------------------------
+
+def _move(session: Session, case: LoadedCase, actor: Actor, trigger: str, now: dt.datetime,
+          check: Callable[[], list[Any]] = lambda: [], extra: dict[str, Any] | None = None) -> None:
+    src = case.stage
+    dest = machine.fire(src, trigger, check)
+    append(session, case, kind="moved", actor=actor.email, at=now,
+           payload={"trigger": trigger, "from": src.value, "to": dest.value, **(extra or {})})
+
+
+def unmet(case: LoadedCase, now: dt.datetime) -> list[Any]:
+    if case.stage is Stage.accepted:
+        return []
+    return spec_for(case.stage).can_leave(case.state, case.campaign, case.facts, now=now)
+
+
+def advance(session: Session, branch: str, actor: Actor, *, now: dt.datetime, campaign: str | None = None,
+            expected_version: int | None = None) -> LoadedCase:
+    """Move the case to the next stage once the current stage's exit criteria hold."""
+    case = _load(session, branch, campaign, expected_version)
+    if case.stage is Stage.accepted:
+        raise TransitionRefused(f"党支部“{case.branch.name}”已验收，流程已结束")
+    spec = spec_for(case.stage)
+    require(actor, spec.advancers, case, f"推进“{case.stage.label}”环节")
+    try:
+        _move(session, case, actor, "advance", now, check=lambda: unmet(case, now))
+    except TransitionRefused as exc:
+        raise TransitionRefused(
+            f"党支部“{case.branch.name}”不能离开“{case.stage.label}”环节",
+            unmet=exc.unmet, allowed_roles=_roles_text(spec.advancers),
+        ) from None
+    return _commit_point(session, case, now)
+
+
+def extend_deadline(session: Session, branch: str, actor: Actor, deadline: dt.date, reason: str, *,
+                    now: dt.datetime, campaign: str | None = None, stage: Stage | None = None) -> LoadedCase:
+    case = _load(session, branch, campaign, None)
+    require(actor, [Role.org_department], case, "延长截止日期")
+    target = stage or case.stage
+    if target is Stage.accepted:
+        raise TransitionRefused("已验收的支部没有截止日期")
+    if len(reason.strip()) < 2:
+        raise InvalidInput("延长截止日期须写明理由")
+    append(session, case, kind="deadline_extended", actor=actor.email, at=now,
+           payload={"stage": target.value, "deadline": deadline.isoformat(), "reason": reason.strip()})
+    return _commit_point(session, case, now)
+
+
+def open_missing_cases(session: Session, campaign_code: str | None, *, now: dt.datetime) -> int:
+    """Open a case for every branch that has none in the campaign; returns how many were opened."""
+    from workflow.models import Branch, CaseRow
+    from workflow.repository import get_campaign_row, open_case
+
+    camp = get_campaign_row(session, campaign_code)
+    have = select(CaseRow.branch_id).where(CaseRow.campaign_id == camp.id)
+    n = 0
+    for b in session.scalars(select(Branch).where(Branch.id.not_in(have)).order_by(Branch.code)):
+        open_case(session, camp, b, at=now)
+        n += 1
+    session.flush()
+    return n

@@ -1,0 +1,35 @@
+"""One validated settings object, built at the edge from ``BRANCHFLOW_*`` variables and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Embedded defaults: a SQLite file and a folder of ``.eml`` files under ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="BRANCHFLOW_", extra="ignore")
+
+    data_dir: Path = Path("branchflow-data")
+    database_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_sender: str = "branchflow <noreply@branchflow.local>"
+    smtp_timeout: float = 30.0
+    smtp_concurrency: int = Field(default=4, ge=1, le=64)
+    org_department_email: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'branchflow.db').as_posix()}"
+
+    @property
+    def mail_sink_dir(self) -> Path:
+        return self.data_dir / "mail"

@@ -1,0 +1,179 @@
+"""Read models shared by the CLI, the API and the pages: a branch's card, lists, history and replay."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from states import spec_for
+from states.base import ROLE_LABELS, Stage
+from workflow import grading
+from workflow.audit import events_of, iso
+from workflow.campaign import BRANCH_TYPE_LABELS
+from workflow.case import EVENT_LABELS, replay
+from workflow.models import Branch, CampaignRow, CaseRow, GeneralBranch
+from workflow.repository import LoadedCase, effective_deadline, get_campaign_row, load_case
+from workflow.service import unmet
+
+
+def card(case: LoadedCase, now: dt.datetime) -> dict[str, Any]:
+    """Everything a person needs to know about one branch's case now (JSON-able)."""
+    s = case.state
+    stage = case.stage
+    deadline = effective_deadline(case.campaign, s)
+    today = now.astimezone(case.campaign.tz).date()
+    quorum = case.campaign.quorum_for(case.facts.committee_size)
+    spec = spec_for(stage) if stage is not Stage.accepted else None
+    return {
+        "campaign": case.campaign.code,
+        "branch": {
+            "code": case.branch.code,
+            "name": case.branch.name,
+            "type": case.branch.branch_type,
+            "type_label": BRANCH_TYPE_LABELS.get(case.branch.branch_type, case.branch.branch_type),
+            "committee": case.committee_code,
+            "general_branch": case.general_branch_code,
+            "secretary": case.branch.secretary_name,
+            "secretary_email": case.branch.secretary_email,
+            "member_count": case.branch.member_count,
+        },
+        "version": case.version,
+        "stage": stage.value,
+        "stage_label": stage.label,
+        "stage_number": stage.number,
+        "stage_entered_at": s.get("stage_entered_at"),
+        "deadline": deadline.isoformat() if deadline else None,
+        "overdue": bool(deadline and today > deadline),
+        "days_left": (deadline - today).days if deadline else None,
+        "unmet": [{"code": u.code, "message": u.message} for u in unmet(case, now)],
+        "who_may_act": [ROLE_LABELS[r] for r in sorted(spec.advancers, key=list(ROLE_LABELS).index)] if spec else [],
+        "records": s["records"],
+        "grade": s.get("grade"),
+        "grade_explained": grading.explain(s["grade"]) if s.get("grade") else [],
+        "adjustment": s.get("adjustment"),
+        "final_grade": s.get("final_grade"),
+        "final_grade_label": _label(case, s.get("final_grade")),
+        "signatures": s["signatures"],
+        "quorum": quorum,
+        "committee_size": case.facts.committee_size,
+        "publicity": s.get("publicity"),
+        "objections": s["objections"],
+        "inspection": s.get("inspection"),
+        "inspections": s.get("inspections", []),
+        "regrade": s.get("regrade"),
+        "regrade_label": _label(case, s.get("regrade")),
+        "rounds": s.get("rounds"),
+    }
+
+
+def _label(case: LoadedCase, code: str | None) -> str | None:
+    if not code:
+        return None
+    return case.campaign.grading.scale.by_code(code).grade
+
+
+def show(session: Session, branch: str, *, now: dt.datetime, campaign: str | None = None) -> dict[str, Any]:
+    return card(load_case(session, branch, campaign), now)
+
+
+def list_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
+               general_branch: str | None = None, grade: str | None = None, overdue: bool | None = None,
+               limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    camp = get_campaign_row(session, campaign)
+    from workflow.repository import campaign_of
+
+    c = campaign_of(camp)
+    today = now.astimezone(c.tz).date()
+    q = (
+        select(CaseRow.stage, CaseRow.grade, CaseRow.deadline, CaseRow.version, Branch.code, Branch.name,
+               Branch.secretary_name, GeneralBranch.code.label("gb_code"), GeneralBranch.name.label("gb_name"))
+        .join(Branch, Branch.id == CaseRow.branch_id)
+        .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+        .where(CaseRow.campaign_id == camp.id)
+        .order_by(Branch.code)
+    )
+    if stage:
+        q = q.where(CaseRow.stage == Stage(stage).value)
+    if general_branch:
+        q = q.where(GeneralBranch.code == general_branch)
+    if grade:
+        q = q.where(CaseRow.grade == grade)
+    if overdue is True:
+        q = q.where(CaseRow.deadline < today)
+    elif overdue is False:
+        q = q.where((CaseRow.deadline >= today) | CaseRow.deadline.is_(None))
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    out = []
+    for r in session.execute(q):
+        out.append({
+            "code": r.code, "name": r.name, "secretary": r.secretary_name,
+            "general_branch": r.gb_code, "general_branch_name": r.gb_name,
+            "stage": r.stage, "stage_label": Stage(r.stage).label,
+            "grade": r.grade, "grade_label": c.grading.scale.by_code(r.grade).grade if r.grade else None,
+            "deadline": r.deadline.isoformat() if r.deadline else None,
+            "overdue": bool(r.deadline and today > r.deadline), "version": r.version,
+        })
+    return out
+
+
+def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+    """One readable Chinese line for an event."""
+    p = event.get("payload", {})
+    k = event["kind"]
+    if k == "moved":
+        return f"{Stage(p['from']).label} → {Stage(p['to']).label}" + (f"（新截止日期 {p['deadline']}）" if p.get("deadline") else "")
+    if k == "recorded":
+        return f"填报“{Stage(p['stage']).label}”：" + ", ".join(sorted(p["data"].keys()))
+    if k == "graded":
+        r = p["result"]
+        veto = f"；一票否决：{'、'.join(v['label'] for v in r['veto'])}" if r["veto"] else ""
+        return f"总分 {r['total']:g}，等级 {r['grade_label']}{veto}"
+    if k == "grade_adjusted":
+        return f"等级调整为 {p.get('grade_label', p['grade'])}，理由：{p['reason']}"
+    if k == "signed":
+        return f"{p.get('name', event['actor'])} 签字"
+    if k == "publicity_started":
+        return f"公示 {p['start']} 至 {p['end']}（{p['working_days']} 个工作日）"
+    if k == "objection_lodged":
+        return f"异议 #{p['id']}：{p['text']}"
+    if k == "objection_resolved":
+        return f"异议 #{p['id']} {'成立' if p['upheld'] else '不成立'}：{p['reason']}"
+    if k == "item_completed":
+        return f"整改事项第 {p['item']} 项完成：{p['evidence']}"
+    if k == "inspected":
+        return f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {p.get('regrade_label', p['regrade'])}（{p['regrade_score']:g} 分）：{p['summary']}"
+    if k == "deadline_extended":
+        return f"{Stage(p['stage']).label}截止日期延至 {p['deadline']}：{p['reason']}"
+    if k in ("reminded", "escalated", "supervision_order"):
+        return p.get("summary") or ", ".join(f"{a}={b}" for a, b in p.items())
+    if k == "opened":
+        return f"在活动 {p['campaign']} 中立案"
+    return ""
+
+
+def history(session: Session, branch: str, *, campaign: str | None = None, at: dt.datetime | None = None) -> dict[str, Any]:
+    """The branch's events (up to ``at``) and the state replayed from them."""
+    case = load_case(session, branch, campaign)
+    events = list(events_of(session, case.row.id, until=at))
+    state = replay(case.campaign.code, case.branch.code, events)
+    return {
+        "campaign": case.campaign.code,
+        "branch": {"code": case.branch.code, "name": case.branch.name},
+        "at": iso(at) if at else None,
+        "events": [
+            {**e, "label": EVENT_LABELS.get(e["kind"], e["kind"]), "description": describe(e)} for e in events
+        ],
+        "state": state,
+        "stage_label": Stage(state["stage"]).label,
+    }
+
+
+def campaigns(session: Session) -> list[dict[str, Any]]:
+    return [
+        {"code": r.code, "name": r.name, "year": r.year, "created_at": iso(r.created_at)}
+        for r in session.scalars(select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()))
+    ]
