@@ -552,6 +552,26 @@ def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int) -> 
     run_demo(target, year=year or dt.date.today().year, n_branches=n_branches, seed=seed, echo=click.echo)
 
 
+# Commands of the other capabilities live in their own modules, each with ``register(cli)``.
+EXTENSIONS = ("service.cli_notify", "service.cli_reports", "service.cli_web")
+
+
+def _register_extensions() -> None:
+    import importlib
+
+    for name in EXTENSIONS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        mod.register(cli)
+
+
+_register_extensions()
+
+
 def main() -> None:
     cli(prog_name="branchflow")
 
