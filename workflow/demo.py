@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from states.base import Role, Stage
@@ -34,6 +34,7 @@ from workflow.people import add_person
 from workflow.repository import campaign_of, get_campaign_row
 
 TZ = ZoneInfo("Asia/Shanghai")
+DEMO_PASSWORD = "demo123"
 COMMITTEE = "示范学院党委"
 GENERAL_BRANCHES = [
     ("GB-T", "教工党总支", "teacher", ["生物系", "化学系", "物理系", "数学系", "计算机系", "外语系", "马克思主义学院", "体育部"]),
@@ -292,6 +293,14 @@ def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engin
         for gb_code, gb_name, _, _ in GENERAL_BRANCHES:
             add_person(s, f"{gb_code.lower()}@demo.edu.cn", f"{gb_name}书记", [Role.general_branch_secretary], gb_code)
         create_campaign(s, preset="haitang-2022", year=year, now=start)
+        # Everyone in the demo logs in to the web pages with the password DEMO_PASSWORD.
+        from argon2 import PasswordHasher
+
+        from workflow.models import Person
+
+        demo_hash = PasswordHasher().hash(DEMO_PASSWORD)
+        for person in s.scalars(select(Person)):
+            person.password_hash = demo_hash
     plans = []
     for i, r in enumerate(rows):
         speed = ["fast", "normal", "normal", "late"][i % 4]

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
     smtp_concurrency: int = Field(default=4, ge=1, le=64)
     org_department_email: str = ""
+    secret_key: str = ""  # signs session cookies and API tokens; empty: generated into <data_dir>/secret.key
 
     @property
     def url(self) -> str:
