@@ -113,7 +113,9 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
     q = select(CaseRow).where(CaseRow.campaign_id == camp_row.id, CaseRow.branch_id == branch.id)
     if lock:
         q = q.with_for_update()
-    row = session.scalar(q)
+    # populate_existing: a row already in this session's identity map is refreshed, so the version we
+    # check against is the one in the database now, not the one this session saw earlier.
+    row = session.scalar(q.execution_options(populate_existing=True))
     if row is None:
         raise NotFound(f"党支部 {branch_code} 在活动 {camp_row.code} 中没有立案")
     last = session.execute(

@@ -106,6 +106,13 @@ class World:
             self.finish(branch, self.stage(branch), per_item=per_item)
 
     def finish(self, branch: str, stage: Stage, *, per_item: float = 0.8) -> None:
+        """Do ``stage``'s work and advance; planned dates slide later when the case is already past them."""
+        last = self.case(branch).last_at
+
+        def at(month: int, day: int, hour: int = 10, minute: int = 0) -> dt.datetime:
+            planned = globals()["at"](month, day, hour, minute)
+            return max(planned, last + dt.timedelta(minutes=1)) if last else planned
+
         gb = self.gb_sec(branch)
         sec = self.secretary(branch)
         if stage is Stage.survey:
