@@ -6,6 +6,7 @@ from alembic import context
 
 from workflow.db import make_engine
 from workflow.models import Base
+import notifications.models  # noqa: F401  (outbox tables, so autogenerate sees them)
 from workflow.settings import Settings
 
 target_metadata = Base.metadata
