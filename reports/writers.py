@@ -1,0 +1,162 @@
+"""Writers: a form and its rows → XLSX (openpyxl write-only), CSV (UTF-8 with BOM) or printable HTML.
+
+Each writer yields bytes as it goes; rows are never collected. The XLSX writer uses openpyxl's
+write-only mode (rows go to a temporary file as they are appended) and streams the finished file from
+a spooled temporary file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+
+from reports.forms import Cell, Form, Row
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "reports"
+CHUNK = 64 * 1024
+HEADER_ROW = 4  # title, two note lines, then the header
+
+
+def text(v: Cell) -> str:
+    """How a cell reads in CSV and HTML: numbers without a needless ``.0``, nothing for empty."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+# --- CSV --------------------------------------------------------------------------------------------
+
+def write_csv(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+
+    def flush() -> bytes:
+        data = buf.getvalue().encode("utf-8")
+        buf.seek(0)
+        buf.truncate()
+        return data
+
+    yield "\ufeff".encode()  # the BOM Excel needs to read UTF-8
+    w.writerow([form.title])
+    for line in form.notes:
+        w.writerow([line])
+    w.writerow([c.header for c in form.columns])
+    for row in rows:
+        w.writerow([text(v) for v in row])
+        if buf.tell() >= CHUNK:
+            yield flush()
+    for row in form.footer():
+        w.writerow([text(v) for v in row])
+    yield flush()
+
+
+# --- XLSX -------------------------------------------------------------------------------------------
+
+_thin = Side(style="thin", color="000000")
+_BORDER = Border(left=_thin, right=_thin, top=_thin, bottom=_thin)
+_TITLE = Font(name="宋体", size=16, bold=True)
+_BOLD = Font(name="宋体", size=11, bold=True)
+_PLAIN = Font(name="宋体", size=11)
+_HEAD_FILL = PatternFill("solid", fgColor="E7E6E6")
+_CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
+_WRAP = Alignment(vertical="center", wrap_text=True)
+_MIDDLE = Alignment(vertical="center")
+
+
+def _setup(ws: Worksheet, form: Form) -> None:
+    for i, col in enumerate(form.columns, 1):
+        ws.column_dimensions[get_column_letter(i)].width = col.width
+    ws.freeze_panes = f"A{HEADER_ROW + 1}"
+    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+    ws.page_setup.orientation = "landscape" if form.landscape else "portrait"
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0  # as many pages tall as needed, one page wide
+    ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.5
+    last = get_column_letter(len(form.columns))
+    for r in range(1, HEADER_ROW):
+        ws.merged_cells.add(f"A{r}:{last}{r}")
+
+
+def write_xlsx(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(form.label[:31])
+    _setup(ws, form)
+
+    def cell(value: Cell, font: Font = _PLAIN, align: Alignment = _MIDDLE, border: bool = True,
+             fill: PatternFill | None = None) -> WriteOnlyCell:
+        c = WriteOnlyCell(ws, value=value)
+        c.font = font
+        c.alignment = align
+        if border:
+            c.border = _BORDER
+        if fill is not None:
+            c.fill = fill
+        return c
+
+    ws.row_dimensions[1].height = 30
+    ws.append([cell(form.title, _TITLE, _CENTER, border=False)])
+    for line in form.notes[:HEADER_ROW - 2]:
+        ws.append([cell(line, border=False)])
+    for _ in range(HEADER_ROW - 2 - len(form.notes)):
+        ws.append([])
+    ws.append([cell(c.header, _BOLD, _CENTER, fill=_HEAD_FILL) for c in form.columns])
+    aligns = [_CENTER if c.number and c.width < 8 else (_WRAP if c.wrap else _MIDDLE) for c in form.columns]
+    for row in rows:
+        ws.append([cell(v, align=a) for v, a in zip(row, aligns)])
+    for row in form.footer():
+        ws.append([cell(v, _BOLD, a) for v, a in zip(row, aligns)])
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
+        wb.save(f)  # type: ignore[arg-type]
+        f.seek(0)
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+# --- HTML -------------------------------------------------------------------------------------------
+
+_env: Environment | None = None
+
+
+def environment() -> Environment:
+    global _env
+    if _env is None:
+        _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "svg"]),
+                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        _env.filters["cell"] = text
+    return _env
+
+
+def write_html(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
+    template = environment().get_template("form.html")
+    buf: list[str] = []
+    size = 0
+    for piece in template.generate(form=form, rows=rows):
+        buf.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield "".join(buf).encode("utf-8")
+            buf, size = [], 0
+    yield "".join(buf).encode("utf-8")
+
+
+WRITERS = {"xlsx": write_xlsx, "csv": write_csv, "html": write_html}
+MEDIA_TYPES = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
