@@ -1,0 +1,104 @@
+"""CLI commands of the reports: `report`, `charts` and `export-events` (registered by service.cli)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+
+import reports
+from reports import charts
+from reports.export import export_events
+from workflow.errors import InvalidInput
+
+
+def _write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
+    """Write to a temporary file beside ``path`` and rename it: a failed report leaves no half file."""
+    tmp = path.with_name(f".{path.name}.part")
+    n = 0
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                n += len(chunk)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def _output_path(value: str | None, default: str) -> Path:
+    p = Path(value) if value else Path(default)
+    if p.is_dir():
+        p = p / default
+    if not p.parent.exists():
+        raise InvalidInput(f"输出目录 {p.parent} 不存在")
+    return p
+
+
+def register(cli: click.Group) -> None:
+    from service.cli import _ctx, campaign_option, now_option, parse_now
+
+    names = ", ".join(f"{k}={v}" for k, v in reports.form_names().items())
+
+    @cli.command("report")
+    @click.argument("name")
+    @click.option("--format", "fmt", default="xlsx", show_default=True, help="xlsx、csv（UTF-8 BOM）或 html（可打印）")
+    @click.option("--general-branch", default=None, help="只出某个党总支的表（党总支编码）")
+    @click.option("--at", "at_s", default=None, help="按历史记录重放，给出该时间的表（ISO 时间；无时区按北京时间）")
+    @click.option("--output", "-o", default=None, help="输出文件或目录（默认当前目录下的中文文件名）")
+    @campaign_option
+    @now_option
+    def report(name: str, fmt: str, general_branch: str | None, at_s: str | None, output: str | None,
+               campaign: str | None, now_s: str | None) -> None:
+        """生成报表。NAME：summary=分类定级汇总表，overview=分类定级情况一览表，rectification=整改汇总表，
+        tasks=任务清单，acceptance=晋位升级检查验收汇总表。"""
+        at = parse_now(at_s) if at_s else None
+        now = parse_now(now_s)
+        with _ctx().tx() as s:
+            r = reports.render(s, name, fmt.lower(), general_branch=general_branch, at=at, campaign=campaign, now=now)
+            path = _output_path(output, r.filename)
+            size = _write_atomically(path, r.body)
+        click.echo(f"已生成 {path}（{size / 1024:.1f} KB）")
+
+    report.help = (report.help or "") + f"\n\n可用报表：{names}"
+
+    @cli.command("charts")
+    @click.option("--output-dir", "-o", default=".", show_default=True, help="SVG 图片的输出目录")
+    @campaign_option
+    @now_option
+    def charts_cmd(output_dir: str, campaign: str | None, now_s: str | None) -> None:
+        """生成等级分布、各环节燃尽图、各党总支逾期情况三张 SVG 图。"""
+        now = parse_now(now_s)
+        target = Path(output_dir)
+        if not target.is_dir():
+            raise InvalidInput(f"输出目录 {target} 不存在")
+        with _ctx().tx() as s:
+            svgs = charts.dashboard_svgs(s, campaign, now)
+        labels = {"grades": "等级分布", "burndown": "燃尽图", "overdue": "逾期情况"}
+        for key, svg in svgs.items():
+            p = target / f"{key}.svg"
+            _write_atomically(p, [svg.encode("utf-8")])
+            click.echo(f"{labels[key]}：{p}")
+
+    @cli.command("export-events")
+    @click.option("--branch", default=None, help="只导出一个党支部（默认导出整个活动）")
+    @campaign_option
+    @click.option("--output", "-o", required=True, help="输出文件（JSON Lines，如 events.jsonl）")
+    def export_events_cmd(branch: str | None, campaign: str | None, output: str) -> None:
+        """导出事件记录（JSON Lines，含哈希链），供审计人员在 branchflow 之外校验。"""
+        path = _output_path(output, "events.jsonl")
+        with _ctx().tx() as s:
+            lines = 0
+
+            def counted() -> Iterable[bytes]:
+                nonlocal lines
+                for chunk in export_events(s, campaign=campaign, branch=branch):
+                    lines += chunk.count(b"\n")
+                    yield chunk
+
+            _write_atomically(path, counted())
+        click.echo(f"已导出 {lines} 条事件到 {path}；校验方法见 docs/reports.md")
