@@ -1,0 +1,106 @@
+"""The web application: the JSON API under ``/api`` and the pages under ``/``, in one FastAPI app.
+
+``create_app(settings)`` (or ``create_app(engine=...)`` in tests) builds it. Each request runs in one
+transaction opened by its handler (:meth:`Runtime.tx`); errors of :mod:`workflow.errors` are translated
+once here: a JSON body with the status code for the API, a readable Chinese page for the pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth import Signer, secret_key
+from workflow.db import make_engine, session_factory
+from workflow.errors import BranchflowError
+from workflow.settings import Settings
+
+Clock = Callable[[], dt.datetime]
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates" / "web"
+STATIC = TEMPLATES / "static"
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    """What every handler needs: sessions, the signer and the clock (read once per request)."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    signer: Signer
+    clock: Clock
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends normally, rolled back when it raises."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None,
+               secret: str | None = None) -> FastAPI:
+    """The FastAPI app; ``clock`` fixes the time for demos and tests (default: the system clock)."""
+    from service import api, web
+
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.url)
+    rt = Runtime(settings=settings, engine=engine, sessions=session_factory(engine),
+                 signer=Signer(secret or secret_key(settings)), clock=clock or system_clock)
+    app = FastAPI(
+        title="branchflow",
+        summary="基层党组织分类定级、晋位升级工作流程 · HTTP API",
+        description=(
+            "先用 `POST /api/token`（邮箱、密码）取得令牌，再以 `Authorization: Bearer <令牌>` 调用其余接口。"
+            "错误统一返回 JSON：`{error, message, ...}`，状态码 401 未登录、403 角色无权、404 找不到、"
+            "409 环节条件未满足或版本冲突、422 数据无效。"
+        ),
+        version="1",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = rt
+    app.include_router(api.router, prefix="/api")
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(BranchflowError)
+    async def _domain_error(request: Request, exc: BranchflowError) -> Response:
+        if request.url.path.startswith("/api"):
+            return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        return web.error_page(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")) or "(整体)"
+            lines.append(f"{loc}: {err.get('msg', '')}")
+        body: dict[str, Any] = {"error": "InvalidInput", "message": "请求数据无效：" + "；".join(lines),
+                                "detail": jsonable_encoder(exc.errors(), custom_encoder={Exception: str})}
+        if request.url.path.startswith("/api"):
+            return JSONResponse(body, status_code=422)
+        return RedirectResponse("/", status_code=303)
+
+    return app

@@ -1,0 +1,677 @@
+"""The pages (Jinja2, Chinese, usable on a phone): log-in, to-do list, dashboard, branch page, committee
+sign-off, public publicity page with the objection form, audit page.
+
+Every form carries a CSRF token; every POST runs one use case (or a record and an advance together) in
+one transaction, so a refused form changes nothing and the page is shown again with the error in place
+and the person's input kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections import Counter
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import case as sql_case
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from service.app import TEMPLATES, Runtime, runtime
+from service.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    NotAuthenticated,
+    authenticate,
+    require_see,
+    sees_everything,
+    visible_cases,
+)
+from states import spec_for
+from states.base import ROLE_LABELS, WORKING_STAGES, Role, Stage
+from states.survey import FOCUS_POINTS
+from workflow import audit, service, views
+from workflow.errors import BranchflowError, Forbidden, InvalidInput, TransitionRefused
+from workflow.models import Branch, CaseRow, Committee, GeneralBranch
+from workflow.repository import LoadedCase, campaign_of, get_campaign_row, load_case
+from workflow.service import Actor
+
+from .api import TZ, parse_time
+
+router = APIRouter(include_in_schema=False)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates = Jinja2Templates(env=_env)
+
+# What each role owes, stage by stage: the to-do list shows the visible cases standing in these stages.
+OWED: dict[Role, tuple[Stage, ...]] = {
+    Role.branch_secretary: (Stage.self_assessment, Stage.rectification),
+    Role.general_branch_secretary: (Stage.survey, Stage.member_evaluation, Stage.acceptance),
+    Role.committee_member: (Stage.committee_grading,),
+    Role.org_department: (Stage.committee_grading, Stage.publicity),
+    Role.auditor: (),
+}
+TODO_LIMIT = 200
+
+
+# --- plumbing ---------------------------------------------------------------------------------------
+
+def _csrf_nonce(request: Request) -> tuple[str, bool]:
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if nonce and 16 <= len(nonce) <= 128:
+        return nonce, False
+    return secrets.token_urlsafe(24), True
+
+
+def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200,
+           actor: Actor | None = None) -> HTMLResponse:
+    rt = runtime(request)
+    nonce, new = _csrf_nonce(request)
+    base = {"request": request, "me": actor, "csrf": rt.signer.csrf_for(nonce), "roles": _role_flags(actor),
+            "now_local": rt.clock().astimezone(TZ), "error": None, "notice": request.query_params.get("ok"),
+            "ROLE_LABELS": ROLE_LABELS}
+    resp = templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+    if new:
+        resp.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", path="/")
+    return resp
+
+
+def _role_flags(actor: Actor | None) -> dict[str, bool]:
+    kinds = {r for r, _ in actor.roles} if actor else set()
+    return {
+        "committee": bool(kinds & {Role.committee_member, Role.org_department}),
+        "audit": bool(kinds & {Role.auditor, Role.committee_member, Role.org_department}),
+        "auditor_only": kinds == {Role.auditor},
+    }
+
+
+def error_page(request: Request, exc: BranchflowError) -> Response:
+    if isinstance(exc, NotAuthenticated):
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    return render(request, "error.html", {"title": "无法完成", "message": exc.message}, status=exc.http_status)
+
+
+def _page_actor(rt: Runtime, s: Session, request: Request) -> Actor:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise NotAuthenticated("请先登录")
+    return rt.signer.read(s, token)
+
+
+def _optional_actor(rt: Runtime, s: Session, request: Request) -> Actor | None:
+    try:
+        return _page_actor(rt, s, request)
+    except NotAuthenticated:
+        return None
+
+
+async def _form(request: Request) -> FormData:
+    form = await request.form()
+    nonce = request.cookies.get(CSRF_COOKIE)
+    token = form.get("csrf")
+    if not runtime(request).signer.csrf_ok(nonce, token if isinstance(token, str) else None):
+        raise Forbidden("表单已失效（CSRF 校验失败）：请刷新页面后重新提交")
+    return form
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _reminder_days(case_campaign: Any) -> int:
+    offsets = case_campaign.reminders.offsets_days if hasattr(case_campaign, "reminders") else [7]
+    return max(offsets or [7])
+
+
+# --- log-in -----------------------------------------------------------------------------------------
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> Response:
+    return render(request, "login.html", {"next": _safe_next(request.query_params.get("next")), "email": ""})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    email = str(form.get("email", "")).strip()
+    password = str(form.get("password", ""))
+    nxt = _safe_next(str(form.get("next", "/")))
+    rt = runtime(request)
+
+    def check() -> str | None:
+        with rt.tx() as s:
+            person = authenticate(s, email, password)
+            return rt.signer.issue(person) if person else None
+
+    token = await run_in_threadpool(check) if email and password else None
+    if token is None:
+        msg = "请填写邮箱和密码" if not (email and password) else "邮箱或密码错误"
+        return render(request, "login.html", {"next": nxt, "email": email, "error": msg}, status=401)
+    resp = RedirectResponse(nxt, status_code=303)
+    resp.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
+                    secure=request.url.scheme == "https")
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await _form(request)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+# --- to-do list -------------------------------------------------------------------------------------
+
+def _todo(s: Session, actor: Actor, now: dt.datetime) -> list[dict[str, Any]]:
+    camp = campaign_of(get_campaign_row(s))
+    soon = _reminder_days(camp)
+    today = now.astimezone(camp.tz).date()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for role, scope in sorted(actor.roles):
+        one = Actor(email=actor.email, name=actor.name, roles=frozenset({(role, scope)}))
+        for stage in OWED[role]:
+            for r in visible_cases(s, one, now=now, stage=stage.value, limit=TODO_LIMIT):
+                what = _what_is_owed(s, actor, role, stage, r)
+                if what is None:
+                    continue
+                deadline = dt.date.fromisoformat(r["deadline"]) if r["deadline"] else None
+                days = (deadline - today).days if deadline else None
+                out[(r["code"], what)] = {**r, "what": what, "role_label": ROLE_LABELS[role], "days_left": days,
+                                          "due_soon": days is not None and 0 <= days <= soon}
+    return sorted(out.values(), key=lambda t: (t["deadline"] or "9999", t["code"]))
+
+
+def _what_is_owed(s: Session, actor: Actor, role: Role, stage: Stage, row: dict[str, Any]) -> str | None:
+    if stage is Stage.committee_grading:
+        case = load_case(s, row["code"])
+        st = case.state
+        if role is Role.committee_member:
+            if not st.get("grade"):
+                return "计算得分和等级"
+            if any(x["member"] == actor.email for x in st["signatures"]) or case.branch.secretary_email == actor.email:
+                return None
+            return "签字确认等级"
+        quorum = case.campaign.quorum_for(case.facts.committee_size)
+        return "推进到公示" if len(st["signatures"]) >= quorum else None
+    if stage is Stage.publicity:
+        return "发布公示 / 处理异议 / 公示期满后推进"
+    return {
+        Stage.survey: "填写调查摸底",
+        Stage.self_assessment: "支部自评打分",
+        Stage.member_evaluation: "录入党员群众测评",
+        Stage.rectification: "制定并完成整改方案",
+        Stage.acceptance: "检查验收",
+    }.get(stage, stage.label)
+
+
+@router.get("/", response_class=HTMLResponse)
+def todo_page(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        items = _todo(s, actor, now)
+    return render(request, "todo.html", {"items": items}, actor=actor)
+
+
+# --- dashboard --------------------------------------------------------------------------------------
+
+def _scope_clause(s: Session, actor: Actor) -> Any:
+    """A WHERE clause on Branch/GeneralBranch/Committee for what the actor may see (None: everything)."""
+    if sees_everything(s, actor):
+        return None
+    committees = {sc for r, sc in actor.roles if r in (Role.org_department, Role.committee_member)}
+    gbs = {sc for r, sc in actor.roles if r is Role.general_branch_secretary}
+    own = {sc for r, sc in actor.roles if r is Role.branch_secretary}
+    return Committee.code.in_(committees) | GeneralBranch.code.in_(gbs) | Branch.code.in_(own)
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        camp_row = get_campaign_row(s)
+        camp = campaign_of(camp_row)
+        today = now.astimezone(camp.tz).date()
+        q = (
+            select(CaseRow.stage, CaseRow.grade, func.count().label("n"),
+                   func.sum(sql_case((CaseRow.deadline < today, 1), else_=0)).label("late"))
+            .join(Branch, Branch.id == CaseRow.branch_id)
+            .join(Committee, Committee.id == Branch.committee_id)
+            .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+            .where(CaseRow.campaign_id == camp_row.id)
+            .group_by(CaseRow.stage, CaseRow.grade)
+        )
+        clause = _scope_clause(s, actor)
+        if clause is not None:
+            q = q.where(clause)
+        stages: Counter[str] = Counter()
+        grades: Counter[str] = Counter()
+        late: Counter[str] = Counter()
+        for r in s.execute(q):
+            stages[r.stage] += r.n
+            if r.grade:
+                grades[r.grade] += r.n
+            late[r.stage] += int(r.late or 0)
+        overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
+    total = sum(stages.values())
+    stage_rows = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
+                  for st in Stage]
+    grade_rows = [{"code": b.code, "label": b.grade, "n": grades.get(b.code, 0)} for b in camp.grading.scale.bands]
+    return render(request, "dashboard.html", {
+        "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
+        "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),
+        "overdue_total": sum(late.values()), "overdue": overdue,
+    }, actor=actor)
+
+
+@router.get("/branches", response_class=HTMLResponse)
+def branches_page(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    qp = request.query_params
+    stage = qp.get("stage") or None
+    if stage and stage not in {s.value for s in Stage}:
+        stage = None
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        rows = visible_cases(s, actor, now=now, stage=stage, general_branch=qp.get("general_branch") or None,
+                             overdue=True if qp.get("overdue") else None, limit=500)
+    return render(request, "branches.html", {"rows": rows, "stage": stage, "stages": list(Stage),
+                                             "overdue": bool(qp.get("overdue"))}, actor=actor)
+
+
+# --- branch page ------------------------------------------------------------------------------------
+
+def _permissions(actor: Actor, case: LoadedCase) -> dict[str, bool]:
+    stage = case.stage
+    if stage is Stage.accepted:
+        return dict.fromkeys(("record", "advance", "grade", "sign", "publish", "resolve", "object", "complete",
+                              "extend"), False)
+    spec = spec_for(stage)
+    committee = service.may(actor, [Role.committee_member, Role.org_department], case)
+    return {
+        "record": spec.record_model is not None and service.may(actor, spec.recorders, case)
+        or (stage is Stage.acceptance and service.may(actor, spec.recorders, case)),
+        "advance": service.may(actor, spec.advancers, case),
+        "grade": stage is Stage.committee_grading and committee,
+        "sign": stage is Stage.committee_grading and service.may(actor, [Role.committee_member], case),
+        "publish": stage is Stage.publicity and service.may(actor, [Role.org_department], case),
+        "resolve": stage is Stage.publicity and service.may(actor, [Role.org_department], case),
+        "object": stage is Stage.publicity and not _role_flags(actor)["auditor_only"],
+        "complete": stage is Stage.rectification and service.may(actor, [Role.branch_secretary], case),
+        "extend": service.may(actor, [Role.org_department], case),
+    }
+
+
+def _form_values(case: LoadedCase) -> dict[str, str]:
+    """The current stage's recorded data as form field values (so the form opens filled in)."""
+    rec = case.state["records"].get(case.stage.value, {})
+    v: dict[str, str] = {}
+    if case.stage is Stage.survey:
+        for k, f in rec.get("findings", {}).items():
+            v[f"f_{k}"] = "yes" if f.get("ok") else "no"
+            v[f"n_{k}"] = f.get("note", "")
+    elif case.stage is Stage.self_assessment:
+        for k, sc in rec.get("scores", {}).items():
+            v[f"s_{k}"] = f"{sc:g}"
+        v["meeting_date"] = rec.get("meeting_date") or ""
+        v["attendance"] = str(rec["attendance"]) if rec.get("attendance") is not None else ""
+        v["comment"] = rec.get("comment", "")
+    elif case.stage is Stage.member_evaluation:
+        t = rec.get("tally") or {}
+        if t:
+            v.update(ballots=str(t["ballots"]), rating=f"{t['rating']:g}",
+                     sat_members=f"{t['satisfaction_members'] * 100:g}", sat_secretary=f"{t['satisfaction_secretary'] * 100:g}")
+        for k in ("peer", "superior"):
+            if rec.get(k) is not None:
+                v[k] = f"{rec[k]:g}"
+    elif case.stage is Stage.rectification:
+        for i, it in enumerate(rec.get("items", []), 1):
+            v.update({f"problem_{i}": it["problem"], f"measure_{i}": it["measure"], f"due_{i}": it["due"],
+                      f"contact_{i}": it["contact"]})
+        v["self_analysis"] = rec.get("self_analysis") or ""
+    return v
+
+
+def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> dict[str, Any]:
+    require_see(s, actor, code)
+    case = load_case(s, code)
+    card = views.card(case, now)
+    hist = views.history(s, code)
+    rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
+    entered = {e["payload"]["to"]: e["at"] for e in hist["events"] if e["kind"] == "moved"}
+    timeline = []
+    for st in WORKING_STAGES:
+        status = "done" if st.number < case.stage.number else "current" if st is case.stage else "todo"
+        timeline.append({"stage": st, "status": status, "deadline": case.campaign.deadline_for(st),
+                         "entered": entered.get(st.value)})
+    events = []
+    for e in reversed(hist["events"]):
+        local = audit.parse_iso(e["at"]).astimezone(TZ)
+        events.append({**e, "local": local.strftime("%Y-%m-%d %H:%M"), "stage_label": Stage(e["stage"]).label})
+    return {
+        "card": card, "case": case, "perm": _permissions(actor, case), "timeline": timeline, "events": events,
+        "rubric": rubric, "focus_points": FOCUS_POINTS, "values": _form_values(case),
+        "bands": case.campaign.grading.scale.bands, "plan_rows": range(1, 6),
+        "signed": any(x["member"] == actor.email for x in case.state["signatures"]),
+        "due_soon": card["days_left"] is not None and 0 <= card["days_left"] <= _reminder_days(case.campaign),
+    }
+
+
+@router.get("/branches/{code}", response_class=HTMLResponse)
+def branch_page(code: str, request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        ctx = _branch_context(s, actor, code, now)
+    return render(request, "branch.html", ctx, actor=actor)
+
+
+def _f(form: FormData, name: str) -> str:
+    v = form.get(name)
+    return v.strip() if isinstance(v, str) else ""
+
+
+def _number(form: FormData, name: str, what: str, *, integer: bool = False) -> float | int | None:
+    raw = _f(form, name)
+    if raw == "":
+        return None
+    try:
+        return int(raw) if integer else float(raw)
+    except ValueError:
+        raise InvalidInput(f"{what}“{raw}”不是{'整数' if integer else '数字'}") from None
+
+
+def stage_data(case: LoadedCase, form: FormData) -> dict[str, Any]:
+    """The current stage's form fields as the record the service validates (empty fields are left out)."""
+    st = case.stage
+    data: dict[str, Any] = {}
+    if st is Stage.survey:
+        findings = {}
+        for k in FOCUS_POINTS:
+            ans = _f(form, f"f_{k}")
+            if ans in ("yes", "no"):
+                findings[k] = {"ok": ans == "yes", "note": _f(form, f"n_{k}")}
+        data["findings"] = findings
+    elif st is Stage.self_assessment:
+        rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
+        scores = {}
+        for item in rubric.items:
+            n = _number(form, f"s_{item.id}", f"第 {item.id} 项得分")
+            if n is not None:
+                scores[item.id] = n
+        data["scores"] = scores
+        if _f(form, "meeting_date"):
+            data["meeting_date"] = _f(form, "meeting_date")
+        att = _number(form, "attendance", "到会人数", integer=True)
+        if att is not None:
+            data["attendance"] = att
+        if _f(form, "comment"):
+            data["comment"] = _f(form, "comment")
+    elif st is Stage.member_evaluation:
+        ballots = _number(form, "ballots", "有效票数", integer=True)
+        rating = _number(form, "rating", "平均评分")
+        sm = _number(form, "sat_members", "群众对党员发挥作用满意率")
+        ss = _number(form, "sat_secretary", "支部书记在党员中满意率")
+        given = [x is not None for x in (ballots, rating, sm, ss)]
+        if any(given):
+            if not all(given):
+                raise InvalidInput("测评汇总须同时填写有效票数、平均评分和两项满意率")
+            data["tally"] = {"ballots": ballots, "rating": rating, "satisfaction_members": sm / 100,  # type: ignore[operator]
+                             "satisfaction_secretary": ss / 100}  # type: ignore[operator]
+        for k, label in (("peer", "分类互评得分"), ("superior", "上级考评得分")):
+            n = _number(form, k, label)
+            if n is not None:
+                data[k] = n
+    elif st is Stage.rectification:
+        items = []
+        for i in range(1, 6):
+            row = {k: _f(form, f"{k}_{i}") for k in ("problem", "measure", "due", "contact")}
+            if any(row.values()):
+                items.append(row)
+        if items:
+            data["items"] = items
+        if _f(form, "self_analysis"):
+            data["self_analysis"] = _f(form, "self_analysis")
+        if _f(form, "submitted"):
+            data["submitted"] = True
+    elif st is Stage.acceptance:
+        data = {"passed": _f(form, "passed") == "yes", "summary": _f(form, "summary"),
+                "inspected_on": _f(form, "inspected_on") or None,
+                "regrade_score": _number(form, "regrade_score", "再次定级得分")}
+        if _f(form, "new_deadline"):
+            data["new_deadline"] = _f(form, "new_deadline")
+    return data
+
+
+ACTIONS = ("record", "record_advance", "advance", "grade", "adjust", "sign", "publish", "object", "resolve",
+           "complete", "extend")
+
+
+def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, now: dt.datetime) -> str:
+    """Run the form's action; raises (and the caller's transaction rolls back) when anything is refused."""
+    if action not in ACTIONS:
+        raise InvalidInput(f"未知的操作 {action!r}")
+    if _role_flags(actor)["auditor_only"]:
+        raise Forbidden(f"{actor.name} 是审计人员，只能查看，不能修改任何数据")
+    if action != "object":
+        require_see(s, actor, code)
+    version = _number(form, "version", "版本", integer=True)
+    case = load_case(s, code)
+    if action in ("record", "record_advance"):
+        data = stage_data(case, form)
+        service.record(s, code, actor, data, now=now, expected_version=version)  # type: ignore[arg-type]
+        if action == "record":
+            return "已保存"
+        case = service.advance(s, code, actor, now=now)
+        return f"已提交，党支部进入“{case.stage.label}”环节"
+    if action == "advance":
+        case = service.advance(s, code, actor, now=now, expected_version=version)  # type: ignore[arg-type]
+        return f"已推进到“{case.stage.label}”环节"
+    if action == "grade":
+        case = service.compute_grade(s, code, actor, now=now)
+        return f"已计算：总分 {case.state['grade']['total']:g}，等级 {case.state['grade']['grade_label']}"
+    if action == "adjust":
+        service.adjust_grade(s, code, actor, _f(form, "grade"), _f(form, "reason"), now=now)
+        return "等级已调整（须重新签字）"
+    if action == "sign":
+        case = service.sign(s, code, actor, now=now)
+        return f"已签字（{len(case.state['signatures'])}/{case.campaign.quorum_for(case.facts.committee_size)}）"
+    if action == "publish":
+        start = _f(form, "start")
+        try:
+            d = dt.date.fromisoformat(start) if start else None
+        except ValueError:
+            raise InvalidInput(f"公示开始日期“{start}”不是日期") from None
+        case = service.publish(s, code, actor, now=now, start=d)
+        return f"已发布公示：{case.state['publicity']['start']} 至 {case.state['publicity']['end']}"
+    if action == "object":
+        case = service.lodge_objection(s, code, actor, _f(form, "text"), now=now)
+        return f"已登记异议 #{case.state['objections'][-1]['id']}，组织部将核实处理"
+    if action == "resolve":
+        oid = _number(form, "objection", "异议编号", integer=True)
+        verdict = _f(form, "verdict")
+        if oid is None or verdict not in ("upheld", "dismissed"):
+            raise InvalidInput("请选择要处理的异议及处理结果（成立 / 不成立）")
+        service.resolve_objection(s, code, actor, int(oid), upheld=verdict == "upheld", reason=_f(form, "reason"),
+                                  now=now)
+        return "异议成立，已退回党委评定" if verdict == "upheld" else "异议不成立，已记录"
+    if action == "complete":
+        item = _number(form, "item", "整改事项编号", integer=True)
+        if item is None:
+            raise InvalidInput("请选择整改事项")
+        service.complete_item(s, code, actor, int(item), _f(form, "evidence"), now=now)
+        return f"第 {item} 项已登记完成"
+    until = _f(form, "deadline")
+    try:
+        d = dt.date.fromisoformat(until)
+    except ValueError:
+        raise InvalidInput(f"新的截止日期“{until}”不是日期（格式 2026-04-18）") from None
+    service.extend_deadline(s, code, actor, d, _f(form, "reason"), now=now)
+    return f"截止日期已延至 {d}"
+
+
+@router.post("/branches/{code}", response_class=HTMLResponse)
+async def branch_act(code: str, request: Request) -> Response:
+    form = await _form(request)
+    rt = runtime(request)
+    now = rt.clock()
+    action = _f(form, "action")
+    back = _safe_next(_f(form, "back") or f"/branches/{quote(code)}")
+
+    def run() -> tuple[str | None, BranchflowError | None, Actor]:
+        with rt.sessions() as s:
+            actor = _page_actor(rt, s, request)
+            try:
+                with s.begin():
+                    return perform(s, actor, code, action, form, now), None, actor
+            except NotAuthenticated:
+                raise
+            except BranchflowError as exc:
+                return None, exc, actor
+
+    message, error, actor = await run_in_threadpool(run)
+    if error is None:
+        sep = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{sep}ok={quote(message or '')}#top", status_code=303)
+    return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)
+
+
+def _show_again(request: Request, actor: Actor, code: str, action: str, form: FormData, error: BranchflowError,
+                now: dt.datetime, back: str) -> Response:
+    """The page the form came from, again, with the error beside the form and the person's input kept."""
+    rt = runtime(request)
+    err = {"message": error.message.split("\n")[0], "unmet": getattr(error, "unmet", []), "action": action,
+           "lines": [ln.strip() for ln in error.message.split("\n")[1:] if ln.strip() and not ln.strip().startswith("- ")]}
+    if isinstance(error, TransitionRefused) and not err["unmet"]:
+        err["lines"] = [ln.strip() for ln in error.message.split("\n")[1:] if ln.strip()]
+    with rt.tx() as s:
+        if back.startswith("/committee"):
+            return render(request, "committee.html", {**_committee_ctx(s, actor, now), "error": err},
+                          status=error.http_status, actor=actor)
+        if back.startswith("/publicity"):
+            return render(request, "publicity.html", {**_publicity_ctx(s, now), "error": err, "err_code": code,
+                                                      "text": _f(form, "text")}, status=error.http_status, actor=actor)
+        try:
+            ctx = _branch_context(s, actor, code, now)
+        except BranchflowError:
+            return render(request, "error.html", {"title": "无法完成", "message": error.message},
+                          status=error.http_status, actor=actor)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    return render(request, "branch.html", {**ctx, "values": values, "error": err}, status=error.http_status,
+                  actor=actor)
+
+
+# --- committee sign-off -----------------------------------------------------------------------------
+
+def _committee_ctx(s: Session, actor: Actor, now: dt.datetime) -> dict[str, Any]:
+    one = Actor(email=actor.email, name=actor.name, roles=frozenset(
+        (r, sc) for r, sc in actor.roles if r in (Role.committee_member, Role.org_department, Role.auditor)))
+    rows = []
+    for r in visible_cases(s, one, now=now, stage=Stage.committee_grading.value, limit=TODO_LIMIT) if one.roles else []:
+        case = load_case(s, r["code"])
+        st = case.state
+        rows.append({
+            **r, "score": st["grade"]["total"] if st.get("grade") else None,
+            "computed": st["grade"]["grade_label"] if st.get("grade") else None,
+            "adjusted": st["adjustment"]["grade"] if st.get("adjustment") else None,
+            "signatures": st["signatures"], "quorum": case.campaign.quorum_for(case.facts.committee_size),
+            "signed": any(x["member"] == actor.email for x in st["signatures"]),
+            "may_sign": service.may(actor, [Role.committee_member], case) and case.branch.secretary_email != actor.email,
+            "may_grade": service.may(actor, [Role.committee_member, Role.org_department], case),
+            "may_advance": service.may(actor, [Role.org_department, Role.committee_member], case),
+            "explained": views.card(case, now)["grade_explained"],
+        })
+    return {"rows": rows}
+
+
+@router.get("/committee", response_class=HTMLResponse)
+def committee_page(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        ctx = _committee_ctx(s, actor, now)
+    return render(request, "committee.html", ctx, actor=actor)
+
+
+# --- public publicity page --------------------------------------------------------------------------
+
+def _publicity_ctx(s: Session, now: dt.datetime) -> dict[str, Any]:
+    rows = []
+    for r in views.list_cases(s, now=now, stage=Stage.publicity.value, limit=TODO_LIMIT):
+        case = load_case(s, r["code"])
+        pub = case.state.get("publicity")
+        if not pub:
+            continue
+        today = now.astimezone(case.campaign.tz).date()
+        rows.append({**r, "publicity": pub, "open": today <= dt.date.fromisoformat(pub["end"]),
+                     "final_grade_label": views.card(case, now)["final_grade_label"],
+                     "objections": len(case.state["objections"])})
+    return {"rows": rows, "err_code": None, "text": ""}
+
+
+@router.get("/publicity", response_class=HTMLResponse)
+def publicity_page(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _optional_actor(rt, s, request)
+        ctx = _publicity_ctx(s, now)
+    return render(request, "publicity.html", ctx, actor=actor)
+
+
+# --- audit ------------------------------------------------------------------------------------------
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request) -> Response:
+    rt = runtime(request)
+    qp = request.query_params
+    code = (qp.get("branch") or "").strip()
+    at_s = (qp.get("at") or "").strip()
+    ctx: dict[str, Any] = {"branch": code, "at": at_s, "history": None, "report": None, "events": []}
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        error = None
+        try:
+            if code:
+                require_see(s, actor, code)
+                at = parse_time(at_s, "重放日期")
+                h = views.history(s, code, at=at)
+                ctx["history"] = h
+                ctx["events"] = [{**e, "local": audit.parse_iso(e["at"]).astimezone(TZ).strftime("%Y-%m-%d %H:%M"),
+                                  "stage_label": Stage(e["stage"]).label} for e in h["events"]]
+            if qp.get("verify"):
+                if code:
+                    report = audit.verify(s, branch_code=code)
+                elif sees_everything(s, actor):
+                    report = audit.verify(s)
+                else:
+                    raise Forbidden("校验全部党支部须为审计人员或党委层面人员；请填写本人负责的党支部编码")
+                ctx["report"] = report
+        except BranchflowError as exc:
+            error = {"message": exc.message, "unmet": [], "lines": [], "action": "audit"}
+            status = exc.http_status
+        else:
+            status = 200
+    return render(request, "audit.html", {**ctx, "error": error}, status=status, actor=actor)
