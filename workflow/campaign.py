@@ -331,20 +331,22 @@ class Campaign(_Frozen):
             data = {**data, "deadlines": placed}
         return data
 
-    @model_validator(mode="after")
-    def _deadlines_in_order(self) -> Campaign:
-        missing = [s.value for s in WORKING_STAGES if s not in self.deadlines]
+    @field_validator("deadlines")
+    @classmethod
+    def _deadlines_in_order(cls, deadlines: dict[Stage, dt.date]) -> dict[Stage, dt.date]:
+        # A field validator (not a model one) so that its message comes together with the others.
+        missing = [s.value for s in WORKING_STAGES if s not in deadlines]
         if missing:
             raise ValueError(f"缺少以下环节的截止日期：{', '.join(missing)}")
-        if Stage.accepted in self.deadlines:
+        if Stage.accepted in deadlines:
             raise ValueError("“accepted”是终态，没有截止日期")
-        dates = [self.deadlines[s] for s in WORKING_STAGES]
+        dates = [deadlines[s] for s in WORKING_STAGES]
         for (s1, d1), (s2, d2) in zip(zip(WORKING_STAGES, dates), zip(WORKING_STAGES[1:], dates[1:])):
             if d2 < d1:
                 raise ValueError(
                     f"截止日期须按环节顺序：{s2.value}（{d2}）早于前一环节 {s1.value}（{d1}）"
                 )
-        return self
+        return deadlines
 
     @property
     def tz(self) -> ZoneInfo:
