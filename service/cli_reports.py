@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,8 +40,14 @@ def _output_path(value: str | None, default: str) -> Path:
     return p
 
 
+def _ctx() -> Any:
+    """The root context's object (service.cli.Ctx). Not ``find_object(Ctx)``: under ``python -m service.cli``
+    the module is loaded twice (as ``__main__`` and as ``service.cli``), so the class would not match."""
+    return click.get_current_context().find_root().obj
+
+
 def register(cli: click.Group) -> None:
-    from service.cli import _ctx, campaign_option, now_option, parse_now
+    from service.cli import campaign_option, now_option, parse_now
 
     names = ", ".join(f"{k}={v}" for k, v in reports.form_names().items())
 
