@@ -6,6 +6,7 @@ Debian's Chromium driven by Playwright.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 import socket
 import threading
@@ -49,29 +50,40 @@ class Clock:
         return self.now
 
 
+@functools.cache
+def _password_hash() -> str:
+    """One argon2 hash of PASSWORD for everybody (hashing is slow on purpose; once is enough)."""
+    from service.auth import hash_password
+
+    return hash_password(PASSWORD)
+
+
 class Site:
     """The app on the world's database, with a token per persona."""
 
     def __init__(self, world: World, clock: Clock) -> None:
         from service.app import create_app
-        from service.auth import set_password
         from workflow.models import Person
 
         self.world = world
         self.clock = clock
         with world.sessions() as s, s.begin():
             for p in s.query(Person).all():
-                set_password(s, p.email, PASSWORD)
+                p.password_hash = _password_hash()
         engine = world.sessions.kw["bind"]
         self.app: FastAPI = create_app(engine=engine, clock=clock, secret="test-secret-key")
         self.client = TestClient(self.app, base_url="http://testserver")
         self._tokens: dict[str, str] = {}
 
     def token(self, who: str) -> str:
+        """An API token as ``POST /api/token`` issues it (signed here: argon2 makes each log-in cost ~0.25 s;
+        test_api.py logs in through the endpoint itself)."""
+        from workflow.repository import person_by_email
+
         if who not in self._tokens:
-            r = self.client.post("/api/token", json={"email": PEOPLE.get(who, who), "password": PASSWORD})
-            assert r.status_code == 200, r.text
-            self._tokens[who] = r.json()["access_token"]
+            with self.world.sessions() as s:
+                person = person_by_email(s, PEOPLE.get(who, who))
+                self._tokens[who] = self.app.state.runtime.signer.issue(person, api=True)
         return self._tokens[who]
 
     def headers(self, who: str | None) -> dict[str, str]:
