@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth import Signer, secret_key
 from workflow.db import make_engine, session_factory
-from workflow.errors import BranchflowError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workflow.errors import BranchflowError, NotFound
 from workflow.settings import Settings
 
 Clock = Callable[[], dt.datetime]
@@ -102,5 +104,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if request.url.path.startswith("/api"):
             return JSONResponse(body, status_code=422)
         return RedirectResponse("/", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/api"):
+            if exc.status_code == 404:
+                return web.error_page(request, NotFound("页面不存在"))
+            return web.error_page(request, BranchflowError(str(exc.detail)))
+        if exc.status_code == 400:  # a body that is not JSON at all is bad data like any other
+            return JSONResponse({"error": "InvalidInput", "message": "请求体不是有效的 JSON"}, status_code=422)
+        return JSONResponse({"error": "HTTPError", "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     return app
