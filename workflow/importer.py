@@ -244,6 +244,7 @@ def grant(session: Session, person: Person, role: Role, scope: str = "") -> bool
     if exists:
         return False
     session.add(RoleAssignment(person_id=person.id, role=role.value, scope_code=scope))
+    session.info.pop("branchflow.committee_size", None)  # the quorum may change
     return True
 
 

@@ -5,13 +5,13 @@ Nothing here commits: the caller owns the transaction.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from states.base import Role, Stage
@@ -52,6 +52,15 @@ def get_branch(session: Session, code: str) -> Branch:
 
 
 def committee_size(session: Session, committee_code: str) -> int:
+    """Members of the committee; cached for the session's life (a request or a command), since the
+    quorum is read on every move and membership does not change in the middle of one."""
+    cache = session.info.setdefault("branchflow.committee_size", {})
+    if committee_code not in cache:
+        cache[committee_code] = _count_members(session, committee_code)
+    return int(cache[committee_code])
+
+
+def _count_members(session: Session, committee_code: str) -> int:
     return int(
         session.scalar(
             select(func.count())
@@ -107,21 +116,43 @@ def scope_codes(session: Session, branch: Branch) -> tuple[str, str | None]:
     return committee.code, gb.code if gb else None
 
 
+def _case_query(by_campaign_code: bool) -> Any:
+    latest = select(CampaignRow.id).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()).limit(1).scalar_subquery()
+    return (
+        select(CaseRow, Branch, CampaignRow, Committee.code, GeneralBranch.code)
+        .join(Branch, Branch.id == CaseRow.branch_id)
+        .join(CampaignRow, CampaignRow.id == CaseRow.campaign_id)
+        .join(Committee, Committee.id == Branch.committee_id)
+        .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+        .where(Branch.code == bindparam("branch_code"))
+        .where(CampaignRow.code == bindparam("campaign_code") if by_campaign_code else CampaignRow.id == latest)
+        .execution_options(populate_existing=True)
+    )
+
+
+# Built once: constructing and cache-keying these statements per call cost more than running them.
+_CASE_BY_CODE = _case_query(True)
+_CASE_LATEST = _case_query(False)
+_CHAIN_HEAD = select(EventRow.hash, EventRow.at).where(
+    EventRow.case_id == bindparam("case_id"), EventRow.seq == bindparam("seq")
+)
+
+
 def load_case(session: Session, branch_code: str, campaign_code: str | None = None, *, lock: bool = False) -> LoadedCase:
-    camp_row = get_campaign_row(session, campaign_code)
-    branch = get_branch(session, branch_code)
-    q = select(CaseRow).where(CaseRow.campaign_id == camp_row.id, CaseRow.branch_id == branch.id)
+    """Load a case with everything its rules need in two round trips (the case and its chain head)."""
+    q = _CASE_BY_CODE if campaign_code else _CASE_LATEST
+    params = {"branch_code": branch_code, "campaign_code": campaign_code} if campaign_code else {"branch_code": branch_code}
     if lock:
-        q = q.with_for_update()
+        q = q.with_for_update(of=CaseRow)
     # populate_existing: a row already in this session's identity map is refreshed, so the version we
     # check against is the one in the database now, not the one this session saw earlier.
-    row = session.scalar(q.execution_options(populate_existing=True))
-    if row is None:
+    found = session.execute(q, params).first()
+    if found is None:
+        camp_row = get_campaign_row(session, campaign_code)  # raises NotFound naming what is missing
+        get_branch(session, branch_code)
         raise NotFound(f"党支部 {branch_code} 在活动 {camp_row.code} 中没有立案")
-    last = session.execute(
-        select(EventRow.hash, EventRow.at).where(EventRow.case_id == row.id, EventRow.seq == row.version)
-    ).first()
-    committee_code, gb_code = scope_codes(session, branch)
+    row, branch, camp_row, committee_code, gb_code = found
+    last = session.execute(_CHAIN_HEAD, {"case_id": row.id, "seq": row.version}).first()
     return LoadedCase(
         row=row,
         campaign_row=camp_row,
@@ -130,7 +161,7 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
         committee_code=committee_code,
         general_branch_code=gb_code,
         facts=facts_of(session, branch, committee_code),
-        state=copy.deepcopy(row.state),
+        state=json.loads(json.dumps(row.state)),  # a private copy; faster than deepcopy for JSON data
         last_hash=last.hash if last else GENESIS,
         last_at=last.at if last else None,
     )
@@ -154,7 +185,9 @@ def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.
             f"时间不能倒退：该支部最近一条记录时间为 {iso(case.last_at)}，本次操作时间为 {iso(at)}"
         )
     event = {"kind": kind, "at": iso(at), "actor": actor, "stage": case.state["stage"], "payload": payload}
-    case.state = apply(case.state, event)
+    # The loaded state is this call's private copy, so it is changed in place; a refusal further on
+    # raises and the whole LoadedCase is dropped with the rolled-back transaction.
+    case.state = apply(case.state, event, in_place=True)
     body = canonical(event)
     seq = case.row.version + len(case.pending) + 1
     digest = chain(case.last_hash, body)
