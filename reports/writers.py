@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from copy import copy
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -97,9 +98,9 @@ def write_xlsx(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
     ws = wb.create_sheet(form.label[:31])
     _setup(ws, form)
 
-    def cell(value: Cell, font: Font = _PLAIN, align: Alignment = _MIDDLE, border: bool = True,
-             fill: PatternFill | None = None) -> WriteOnlyCell:
-        c = WriteOnlyCell(ws, value=value)
+    def styled(font: Font = _PLAIN, align: Alignment = _MIDDLE, border: bool = True,
+               fill: PatternFill | None = None) -> WriteOnlyCell:
+        c = WriteOnlyCell(ws)
         c.font = font
         c.alignment = align
         if border:
@@ -108,18 +109,27 @@ def write_xlsx(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
             c.fill = fill
         return c
 
-    ws.row_dimensions[1].height = 30
-    ws.append([cell(form.title, _TITLE, _CENTER, border=False)])
+    def cell(value: Cell, template: WriteOnlyCell) -> WriteOnlyCell:
+        # Setting font/border/alignment hashes style objects (slow); copying a template's style ids is not.
+        c = WriteOnlyCell(ws, value=value)
+        c._style = copy(template._style)
+        return c
+
+    ws.append([cell(form.title, styled(_TITLE, _CENTER, border=False))])
+    note = styled(border=False)
     for line in form.notes[:HEADER_ROW - 2]:
-        ws.append([cell(line, border=False)])
+        ws.append([cell(line, note)])
     for _ in range(HEADER_ROW - 2 - len(form.notes)):
         ws.append([])
-    ws.append([cell(c.header, _BOLD, _CENTER, fill=_HEAD_FILL) for c in form.columns])
+    head = styled(_BOLD, _CENTER, fill=_HEAD_FILL)
+    ws.append([cell(c.header, head) for c in form.columns])
     aligns = [_CENTER if c.number and c.width < 8 else (_WRAP if c.wrap else _MIDDLE) for c in form.columns]
+    body = [styled(_PLAIN, a) for a in aligns]
+    foot = [styled(_BOLD, a) for a in aligns]
     for row in rows:
-        ws.append([cell(v, align=a) for v, a in zip(row, aligns)])
+        ws.append([cell(v, t) for v, t in zip(row, body)])
     for row in form.footer():
-        ws.append([cell(v, _BOLD, a) for v, a in zip(row, aligns)])
+        ws.append([cell(v, t) for v, t in zip(row, foot)])
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
         wb.save(f)  # type: ignore[arg-type]
         f.seek(0)
