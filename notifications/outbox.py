@@ -1,0 +1,154 @@
+"""The transactional outbox: a due notice is a row written in the same transaction as its audit event.
+
+:func:`enqueue` is the batched write path the sweep uses for many cases at once: for each notice it
+appends the case's ``reminded`` / ``escalated`` (and ``supervision_order``) events to the case's hash
+chain — same canonical body and chaining as :func:`workflow.repository.append` — inserts the outbox row
+(unique ``dedup_key``) and one delivery per recipient, and moves the projection's ``version`` to the
+last ``seq`` with an optimistic check (a case changed meanwhile makes the whole sweep roll back as a
+:class:`~workflow.errors.Conflict`; the next tick does it again). These event kinds do not change the
+case's state, so the projection's ``state`` stays equal to the replay. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from notifications.directory import Recipient
+from notifications.models import CANCELLED, PENDING, QUEUED, SKIPPED, DeliveryRow, OutboxRow
+from workflow.audit import canonical, chain, iso
+from workflow.errors import Conflict
+from workflow.models import CaseRow, EventRow
+
+SYSTEM = "system"
+
+
+@dataclass(kw_only=True)
+class Notice:
+    """One outbox row to write; with ``case_id`` its events are appended to that case's chain."""
+
+    key: str
+    campaign_id: int
+    kind: str  # reminder | escalation | monthly | dead_report
+    rung: str
+    due_at: dt.datetime
+    context: dict[str, Any]
+    recipients: list[Recipient] = field(default_factory=list)
+    status: str = QUEUED
+    case_id: int | None = None
+    branch_code: str = ""
+    stage: str = ""
+    deadline: dt.date | None = None
+    supervision_order: bool = False
+    # the case's chain head, read with the case (for the batched append)
+    version: int = 0
+    last_hash: str = ""
+    last_at: dt.datetime | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def existing_keys(session: Session, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        part = keys[i:i + 500]
+        found.update(session.scalars(select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_(part))))
+    return found
+
+
+def _event_payloads(n: Notice) -> list[tuple[str, dict[str, Any]]]:
+    to = [r.email for r in n.recipients]
+    ctx = n.context
+    if n.kind == "reminder":
+        return [("reminded", {"rung": n.rung, "deadline": str(n.deadline), "to": to, "dedup_key": n.key})]
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("escalated", {"rung": n.rung, "deadline": str(n.deadline), "days_overdue": ctx["days_overdue"],
+                       "to": to, "dedup_key": n.key})
+    ]
+    if n.supervision_order:
+        out.append(("supervision_order", {"deadline": str(n.deadline), "to": to, "dedup_key": n.key,
+                                          "text": ctx["supervision_text"]}))
+    return out
+
+
+def enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> None:
+    """Write the notices (outbox rows, deliveries, and for case notices the chained events) in bulk."""
+    if not notices:
+        return
+    rows = [{
+        "dedup_key": n.key, "campaign_id": n.campaign_id, "case_id": n.case_id, "branch_code": n.branch_code,
+        "stage": n.stage, "deadline": n.deadline, "rung": n.rung, "kind": n.kind,
+        "supervision_order": n.supervision_order, "status": n.status, "context": n.context,
+        "due_at": n.due_at, "created_at": now,
+    } for n in notices]
+    ids: dict[str, int] = {}
+    for i in range(0, len(rows), 1000):
+        res = session.execute(insert(OutboxRow).returning(OutboxRow.id, OutboxRow.dedup_key), rows[i:i + 1000])
+        ids.update({k: oid for oid, k in res.all()})
+    deliveries = [{
+        "outbox_id": ids[n.key], "recipient": r.email, "recipient_name": r.name[:100], "status": PENDING,
+        "attempts": 0, "next_attempt_at": n.due_at if n.due_at <= now else now,
+    } for n in notices if n.status == QUEUED for r in n.recipients]
+    for i in range(0, len(deliveries), 2000):
+        session.execute(insert(DeliveryRow), deliveries[i:i + 2000])
+    events: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
+    for n in notices:
+        if n.case_id is None or n.status != QUEUED:
+            continue
+        at = now if n.last_at is None or now >= n.last_at else n.last_at
+        prev, seq = n.last_hash, n.version
+        for kind, payload in _event_payloads(n):
+            seq += 1
+            body = canonical({"kind": kind, "at": iso(at), "actor": SYSTEM, "stage": n.stage, "payload": payload})
+            digest = chain(prev, body)
+            events.append({"case_id": n.case_id, "seq": seq, "kind": kind, "at": at, "actor": SYSTEM,
+                           "body": body, "prev_hash": prev, "hash": digest})
+            n.events.append({"kind": kind, "seq": seq})
+            prev = digest
+        versions.append({"_id": n.case_id, "_old": n.version, "_new": seq, "_at": now})
+    for i in range(0, len(events), 2000):
+        session.execute(insert(EventRow), events[i:i + 2000])
+    if versions:
+        t = CaseRow.__table__
+        stmt = (update(t).where(t.c.id == bindparam("_id"), t.c.version == bindparam("_old"))
+                .values(version=bindparam("_new"), updated_at=bindparam("_at")))
+        conn = session.connection()
+        changed = 0
+        for i in range(0, len(versions), 2000):
+            part = versions[i:i + 2000]
+            if conn.dialect.supports_sane_multi_rowcount:
+                changed += conn.execute(stmt, part).rowcount
+            else:  # pragma: no cover - both our dialects report executemany row counts
+                for p in part:
+                    changed += conn.execute(stmt, p).rowcount
+        if changed != len(versions):
+            raise Conflict("提醒扫描期间有支部被同时修改，本次扫描未生效，下次扫描将重做")
+
+
+def cancel_stale(session: Session, case_ids: list[int] | None = None) -> int:
+    """Cancel pending deliveries of notices whose case has moved on (other stage or other deadline)."""
+    q = (select(OutboxRow.id).join(CaseRow, CaseRow.id == OutboxRow.case_id)
+         .where(OutboxRow.status == QUEUED,
+                (CaseRow.stage != OutboxRow.stage) | (CaseRow.deadline.is_(None)) | (CaseRow.deadline != OutboxRow.deadline))
+         .where(OutboxRow.id.in_(select(DeliveryRow.outbox_id).where(DeliveryRow.status == PENDING))))
+    if case_ids is not None:
+        q = q.where(OutboxRow.case_id.in_(case_ids))
+    stale = list(session.scalars(q))
+    if not stale:
+        return 0
+    n = 0
+    for i in range(0, len(stale), 500):
+        part = stale[i:i + 500]
+        n += session.execute(update(DeliveryRow).where(DeliveryRow.outbox_id.in_(part), DeliveryRow.status == PENDING)
+                             .values(status=CANCELLED, claim_token=None, claimed_until=None)
+                             .execution_options(synchronize_session=False)).rowcount
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(part)).values(status=CANCELLED)
+                        .execution_options(synchronize_session=False))
+    return n
+
+
+__all__ = ["Notice", "enqueue", "existing_keys", "cancel_stale", "QUEUED", "SKIPPED", "CANCELLED"]

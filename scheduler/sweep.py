@@ -1,0 +1,235 @@
+"""The sweep: what became due since the last sweep, written to the outbox with its audit events.
+
+For each campaign: read the watermark (up to when the last sweep looked; the campaign's creation at
+first), turn ``(watermark, now]`` into ranges of deadline dates (:meth:`Schedule.deadline_windows`),
+fetch only the open cases whose indexed ``deadline`` lies in those ranges — page by page, with each
+case's chain head joined in — decide per case (:meth:`Schedule.decide`), drop what the outbox already
+holds (unique dedup key), and write the rest in bulk (:func:`notifications.outbox.enqueue`). Then the
+monthly digest (月调度) if its time fell in the window, and the watermark moves to ``now``.
+
+Idempotent: running it twice at the same ``now`` adds nothing; after downtime it catches up once.
+The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from notifications.directory import ESCALATION_ROLES, Directory, Recipient, owner_roles
+from notifications.models import SKIPPED, OutboxRow, SweepStateRow
+from notifications.outbox import Notice, cancel_stale, enqueue, existing_keys
+from scheduler.deadlines import ESCALATION, REMINDER, Decision, Schedule, dedup_key
+from states import spec_for
+from states.base import ROLE_LABELS, Stage
+from workflow.campaign import Campaign
+from workflow.case import BranchFacts
+from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch
+from workflow.repository import campaign_of
+
+
+@dataclass
+class SweepStats:
+    campaigns: int = 0
+    examined: int = 0
+    reminders: int = 0
+    escalations: int = 0
+    supervision_orders: int = 0
+    skipped: int = 0
+    already: int = 0
+    cancelled: int = 0
+    monthly: int = 0
+    deliveries: int = 0
+    windows: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+
+    def text(self) -> str:
+        return (f"扫描 {self.examined} 个到期支部：新增提醒 {self.reminders} 条、逾期督促 {self.escalations} 条"
+                f"（其中督办令 {self.supervision_orders} 条）、过期跳过 {self.skipped} 条、"
+                f"月调度 {self.monthly} 份、因支部已推进而取消 {self.cancelled} 封")
+
+
+def cn_date(d: dt.date) -> str:
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+def sweep(session: Session, *, now: dt.datetime, campaign_code: str | None = None,
+          org_department_email: str = "", page: int = 1000) -> SweepStats:
+    """Enqueue every reminder, escalation and digest that became due up to ``now``; returns counts."""
+    stats = SweepStats()
+    directory = Directory(session, org_department_email=org_department_email)
+    q = select(CampaignRow).order_by(CampaignRow.id)
+    if campaign_code:
+        q = q.where(CampaignRow.code == campaign_code)
+    for camp_row in list(session.scalars(q)):
+        stats.campaigns += 1
+        _sweep_campaign(session, camp_row, now=now, directory=directory, stats=stats, page=page)
+    stats.cancelled += cancel_stale(session)
+    session.flush()
+    return stats
+
+
+def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime, directory: Directory,
+                    stats: SweepStats, page: int) -> None:
+    campaign = campaign_of(camp_row)
+    sched = Schedule(campaign)
+    mark = session.get(SweepStateRow, camp_row.id)
+    prev = mark.swept_until if mark else camp_row.created_at
+    if now <= prev:
+        return
+    min_deadline = session.scalar(select(func.min(CaseRow.deadline)).where(CaseRow.campaign_id == camp_row.id))
+    windows = sched.deadline_windows(prev, now, min_deadline)
+    stats.windows.extend(windows)
+    if windows:
+        q = (
+            select(CaseRow.id, CaseRow.stage, CaseRow.deadline, CaseRow.version, CaseRow.state,
+                   Branch.code, Branch.name, Branch.branch_type, Branch.member_count, Branch.secretary_name,
+                   Branch.secretary_email, Branch.general_branch_id, Branch.committee_id, Branch.last_reelection,
+                   Branch.last_activity, Branch.secretary_violation, EventRow.hash, EventRow.at)
+            .join(Branch, Branch.id == CaseRow.branch_id)
+            .join(EventRow, and_(EventRow.case_id == CaseRow.id, EventRow.seq == CaseRow.version))
+            .where(CaseRow.campaign_id == camp_row.id, CaseRow.stage != Stage.accepted.value,
+                   or_(*[CaseRow.deadline.between(a, b) for a, b in windows]))
+            .order_by(CaseRow.id)
+        )
+        last_id = 0
+        while True:
+            rows = session.execute(q.where(CaseRow.id > last_id).limit(page)).all()
+            if not rows:
+                break
+            last_id = rows[-1].id
+            stats.examined += len(rows)
+            notices: list[Notice] = []
+            for r in rows:
+                decision = sched.decide(r.deadline, prev, now)
+                if decision is not None:
+                    notices.extend(_notices(r, decision, camp_row, campaign, sched, directory, now))
+            have = existing_keys(session, [n.key for n in notices])
+            stats.already += len(have)
+            fresh = [n for n in notices if n.key not in have]
+            for n in fresh:
+                if n.status == SKIPPED:
+                    stats.skipped += 1
+                elif n.kind == REMINDER:
+                    stats.reminders += 1
+                else:
+                    stats.escalations += 1
+                    stats.supervision_orders += int(n.supervision_order)
+                stats.deliveries += len(n.recipients) if n.status != SKIPPED else 0
+            enqueue(session, fresh, now=now)
+    due = sched.monthly_due(prev, now)
+    if due is not None:
+        stats.monthly += _monthly(session, camp_row, campaign, sched, directory, month=due[0], at=due[1], now=now)
+    if mark is None:
+        session.add(SweepStateRow(campaign_id=camp_row.id, swept_until=now, updated_at=now))
+    else:
+        mark.swept_until = now
+        mark.updated_at = now
+    session.flush()
+
+
+def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campaign, sched: Schedule,
+             directory: Directory, now: dt.datetime) -> list[Notice]:
+    stage = Stage(r.stage)
+    deadline: dt.date = r.deadline
+    out: list[Notice] = []
+    base = {"campaign_id": camp_row.id, "case_id": r.id, "branch_code": r.code, "stage": r.stage, "deadline": deadline}
+    slot = sched.send_at(deadline, decision.send) if decision.send else None
+    for rung in decision.skipped:
+        due_at = sched.send_at(deadline, rung)
+        merged = slot is not None and due_at == slot and rung.kind == decision.send.kind  # type: ignore[union-attr]
+        reason = f"与 {decision.send.id} 同一时间发出，已并入该邮件" if merged else "已过时（停机或延误后补扫），未发送"  # type: ignore[union-attr]
+        out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
+                          rung=rung.id, due_at=due_at, status=SKIPPED, context={"reason": reason}, **base))
+    rung = decision.send
+    if rung is None:
+        return out
+    secretary = Recipient(email=r.secretary_email, name=r.secretary_name)
+    gb_code, gb_name, _ = directory.general_branch(r.general_branch_id)
+    roles = owner_roles(stage) if rung.kind == REMINDER else [ESCALATION_ROLES[t] for t in decision.to or rung.to]
+    recipients = directory.resolve(roles, committee_id=r.committee_id, gb_id=r.general_branch_id, secretary=secretary)
+    today = sched.local_date(now)
+    facts = BranchFacts(code=r.code, name=r.name, branch_type=r.branch_type, member_count=r.member_count,
+                        committee_size=directory.committee_size(r.committee_id), last_reelection=r.last_reelection,
+                        last_activity=r.last_activity, secretary_violation=r.secretary_violation)
+    try:
+        missing = [str(u) for u in spec_for(stage).can_leave(r.state, campaign, facts, now=now)]
+    except Exception:  # a rule that cannot judge this case must not stop everyone's reminders
+        missing = []
+    context: dict[str, Any] = {
+        "campaign": campaign.name, "branch_code": r.code, "branch_name": r.name, "general_branch": gb_name,
+        "secretary": r.secretary_name, "stage": r.stage, "stage_label": stage.label,
+        "deadline": deadline.isoformat(), "deadline_text": cn_date(deadline), "kind": rung.kind, "rung": rung.id,
+        "days_left": max((deadline - today).days, 0), "days_overdue": max((today - deadline).days, 0),
+        "missing": missing, "owners": [ROLE_LABELS[x] for x in roles],
+        "contact": directory.contact(roles, committee_id=r.committee_id, gb_id=r.general_branch_id),
+        "supervision_order": decision.supervision_order,
+    }
+    if decision.supervision_order:
+        context["supervision_text"] = (
+            f"督办令：党支部“{r.name}”“{stage.label}”环节已逾期 {context['days_overdue']} 天（截止 {cn_date(deadline)}），"
+            f"请党委组织部和党委督促该支部限期完成，并将办理情况报党委。")
+    if not recipients:
+        out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
+                          rung=rung.id, due_at=sched.send_at(deadline, rung), status=SKIPPED,
+                          context={"reason": "没有收件人：请导入书记邮箱、授予相应角色，或设置 BRANCHFLOW_ORG_DEPARTMENT_EMAIL"},
+                          **base))
+        return out
+    out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
+                      rung=rung.id, due_at=sched.send_at(deadline, rung), context=context, recipients=recipients,
+                      supervision_order=decision.supervision_order, version=r.version, last_hash=r.hash,
+                      last_at=r.at, **base))
+    return out
+
+
+def _monthly(session: Session, camp_row: CampaignRow, campaign: Campaign, sched: Schedule, directory: Directory,
+             *, month: str, at: dt.datetime, now: dt.datetime) -> int:
+    """One progress digest (月调度) per month to the organisation department: counts, not one mail per branch."""
+    key = dedup_key(camp_row.code, "*", "monthly", month, "digest")
+    if existing_keys(session, [key]):
+        return 0
+    today = sched.local_date(now)
+    by_stage = dict(session.execute(
+        select(CaseRow.stage, func.count()).where(CaseRow.campaign_id == camp_row.id).group_by(CaseRow.stage)).all())
+    overdue = dict(session.execute(
+        select(CaseRow.stage, func.count()).where(CaseRow.campaign_id == camp_row.id, CaseRow.deadline < today,
+                                                  CaseRow.stage != Stage.accepted.value)
+        .group_by(CaseRow.stage)).all())
+    per_gb = session.execute(
+        select(GeneralBranch.name, func.count())
+        .select_from(CaseRow).join(Branch, Branch.id == CaseRow.branch_id)
+        .join(GeneralBranch, GeneralBranch.id == Branch.general_branch_id, isouter=True)
+        .where(CaseRow.campaign_id == camp_row.id, CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value)
+        .group_by(GeneralBranch.name).order_by(func.count().desc())).all()
+    month_start = at - dt.timedelta(days=31)
+    sent = Counter(dict(session.execute(
+        select(OutboxRow.kind, func.count()).where(OutboxRow.campaign_id == camp_row.id,
+                                                   OutboxRow.due_at > month_start, OutboxRow.due_at <= now,
+                                                   OutboxRow.status != SKIPPED)
+        .group_by(OutboxRow.kind)).all()))
+    orders = session.scalar(select(func.count()).select_from(OutboxRow).where(
+        OutboxRow.campaign_id == camp_row.id, OutboxRow.supervision_order.is_(True),
+        OutboxRow.due_at > month_start, OutboxRow.due_at <= now)) or 0
+    total = sum(by_stage.values())
+    context = {
+        "campaign": campaign.name, "month": month, "as_of": cn_date(today), "total": total,
+        "stages": [{"label": s.label, "count": int(by_stage.get(s.value, 0)), "overdue": int(overdue.get(s.value, 0))}
+                   for s in Stage],
+        "overdue_total": int(sum(overdue.values())),
+        "general_branches": [{"name": n or "（直属党委）", "overdue": int(c)} for n, c in per_gb],
+        "reminders": int(sent.get(REMINDER, 0)), "escalations": int(sent.get(ESCALATION, 0)),
+        "supervision_orders": int(orders),
+    }
+    committees = list(session.scalars(select(Committee.id).order_by(Committee.id)))
+    recipients: dict[str, Recipient] = {}
+    for cid in committees:
+        for p in directory.org_department(cid):
+            recipients.setdefault(p.email, p)
+    enqueue(session, [Notice(key=key, campaign_id=camp_row.id, kind="monthly", rung="digest", due_at=at,
+                             context=context, recipients=list(recipients.values()), branch_code="*",
+                             stage="monthly")], now=now)
+    return 1
