@@ -372,6 +372,7 @@ def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> di
         "card": card, "case": case, "perm": _permissions(actor, case), "timeline": timeline, "events": events,
         "rubric": rubric, "focus_points": FOCUS_POINTS, "values": _form_values(case),
         "bands": case.campaign.grading.scale.bands, "plan_rows": range(1, 6),
+        "band_labels": {b.code: b.grade for b in case.campaign.grading.scale.bands},
         "signed": any(x["member"] == actor.email for x in case.state["signatures"]),
         "due_soon": card["days_left"] is not None and 0 <= card["days_left"] <= _reminder_days(case.campaign),
     }
@@ -540,15 +541,16 @@ async def branch_act(code: str, request: Request) -> Response:
     back = _safe_next(_f(form, "back") or f"/branches/{quote(code)}")
 
     def run() -> tuple[str | None, BranchflowError | None, Actor]:
-        with rt.sessions() as s:
-            actor = _page_actor(rt, s, request)
-            try:
-                with s.begin():
-                    return perform(s, actor, code, action, form, now), None, actor
-            except NotAuthenticated:
+        actor: Actor | None = None
+        try:
+            with rt.tx() as s:  # one transaction: everything the form asked for, or nothing
+                actor = _page_actor(rt, s, request)
+                message = perform(s, actor, code, action, form, now)
+            return message, None, actor
+        except BranchflowError as exc:
+            if actor is None or isinstance(exc, NotAuthenticated):
                 raise
-            except BranchflowError as exc:
-                return None, exc, actor
+            return None, exc, actor
 
     message, error, actor = await run_in_threadpool(run)
     if error is None:
@@ -578,6 +580,9 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
             return render(request, "error.html", {"title": "无法完成", "message": error.message},
                           status=error.http_status, actor=actor)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
+    owner = {"record": "record", "record_advance": "record", "advance": "advance", "grade": "grade", "adjust": "grade",
+             "sign": "grade", "publish": "publish", "resolve": "resolve", "complete": "complete", "extend": "extend"}
+    err["top"] = not ctx["perm"].get(owner.get(action, ""), False)  # no form to show it beside: show it on top
     return render(request, "branch.html", {**ctx, "values": values, "error": err}, status=error.http_status,
                   actor=actor)
 
@@ -594,7 +599,7 @@ def _committee_ctx(s: Session, actor: Actor, now: dt.datetime) -> dict[str, Any]
         rows.append({
             **r, "score": st["grade"]["total"] if st.get("grade") else None,
             "computed": st["grade"]["grade_label"] if st.get("grade") else None,
-            "adjusted": st["adjustment"]["grade"] if st.get("adjustment") else None,
+            "adjusted": case.campaign.grading.scale.by_code(st["adjustment"]["grade"]).grade if st.get("adjustment") else None,
             "signatures": st["signatures"], "quorum": case.campaign.quorum_for(case.facts.committee_size),
             "signed": any(x["member"] == actor.email for x in st["signatures"]),
             "may_sign": service.may(actor, [Role.committee_member], case) and case.branch.secretary_email != actor.email,

@@ -1,0 +1,191 @@
+"""The pages, over HTTP (no browser): log-in, CSRF, the to-do list, forms that show errors in place and
+change nothing, reading rules, the committee's sign-off page, the public publicity page, the audit page."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from states.base import Stage
+from tests.acceptance.conftest import PASSWORD, PEOPLE, Site
+from tests.support.world import MEMBERS, ORG, at
+from workflow import service
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert m, "the page has no CSRF token"
+    return m.group(1)
+
+
+def browser(site: Site, who: str | None = None) -> TestClient:
+    """A fresh client (its own cookies), logged in as ``who`` through the log-in form."""
+    c = TestClient(site.app, base_url="http://testserver")
+    if who:
+        page = c.get("/login")
+        r = c.post("/login", data={"csrf": csrf_of(page.text), "email": PEOPLE.get(who, who), "password": PASSWORD,
+                                   "next": "/"}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+    return c
+
+
+def text_of(html: str) -> str:
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+def test_pages_need_a_log_in_and_say_so_in_chinese(site: Site) -> None:
+    c = browser(site)
+    r = c.get("/branches/B1", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/branches/B1"
+    page = c.get("/login")
+    r = c.post("/login", data={"csrf": csrf_of(page.text), "email": "sec1@test.cn", "password": "nope", "next": "/"})
+    assert r.status_code == 401 and "邮箱或密码错误" in r.text
+    assert 'value="sec1@test.cn"' in r.text  # the e-mail is kept
+
+
+def test_the_session_cookie_is_httponly_and_samesite(site: Site) -> None:
+    c = TestClient(site.app, base_url="http://testserver")
+    page = c.get("/login")
+    assert "httponly" in page.headers["set-cookie"].lower() and "samesite=lax" in page.headers["set-cookie"].lower()
+    r = c.post("/login", data={"csrf": csrf_of(page.text), "email": "sec1@test.cn", "password": PASSWORD,
+                               "next": "/branches/B1"}, follow_redirects=False)
+    cookie = r.headers["set-cookie"].lower()
+    assert r.headers["location"] == "/branches/B1"
+    assert cookie.startswith("bf_session=") and "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_a_form_without_the_csrf_token_is_refused_and_changes_nothing(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.self_assessment)
+    w.do(service.record, "B1", "sec1@test.cn", w.self_data("B1"), now=at(4, 2))
+    v = site.version("B1")
+    c = browser(site, "sec1")
+    for token in ("", "0" * 64):
+        r = c.post("/branches/B1", data={"csrf": token, "action": "advance"})
+        assert r.status_code == 403 and "CSRF" in r.text
+    assert site.version("B1") == v and w.stage("B1") is Stage.self_assessment
+
+
+def test_the_secretary_lands_on_a_to_do_list_with_the_deadline(site: Site) -> None:
+    site.world.drive("B1", Stage.self_assessment)
+    site.clock.now = at(4, 7, 9)  # the self-assessment is due 04-10: a reminder is due
+    page = text_of(browser(site, "sec1").get("/").text)
+    assert "支部自评打分 生物系教工党支部" in page
+    assert "截止 2026-04-10 还剩 3 天，请抓紧" in page
+    assert "化学系" not in page  # not theirs
+
+
+def test_the_general_branch_secretary_owes_the_survey_of_both_branches(site: Site) -> None:
+    site.clock.now = at(4, 2)
+    page = text_of(browser(site, "gb1").get("/").text)
+    assert page.count("填写调查摸底") == 2 and "已逾期 2 天" in page
+
+
+def test_a_bad_self_assessment_shows_the_errors_in_place_and_changes_nothing(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.self_assessment)
+    c = browser(site, "sec1")
+    page = c.get("/branches/B1").text
+    v = site.version("B1")
+    data = {"csrf": csrf_of(page), "version": str(v), "action": "record_advance", "meeting_date": "2026-04-01",
+            "attendance": "6", **{f"s_{i}": "4" for i in range(1, 19)}}
+    data["s_3"] = "40"
+    r = c.post("/branches/B1", data=data)
+    assert r.status_code == 422
+    shown = text_of(r.text)
+    assert "第 3 项得分 40 超出范围 0–" in shown
+    assert 'name="s_3" value="40"' in r.text and 'name="attendance" min="0" value="6"' in r.text  # input kept
+    assert site.version("B1") == v
+
+    data["s_3"] = "4"
+    data["attendance"] = "3"  # not more than half of 10 members: the record is fine, the advance is not
+    r = c.post("/branches/B1", data=data)
+    assert r.status_code == 409
+    assert "支部大会到会 3 人，未超过党员总数 10 人的半数" in text_of(r.text)
+    assert site.version("B1") == v  # the record did not half-apply without the advance
+
+    data["attendance"] = "6"
+    r = c.post("/branches/B1", data=data, follow_redirects=False)
+    assert r.status_code == 303
+    assert w.stage("B1") is Stage.member_evaluation
+    assert "已提交，党支部进入“党员群众测评”环节" in c.get(r.headers["location"]).text
+
+
+def test_people_see_only_the_branches_they_are_responsible_for(site: Site) -> None:
+    r = browser(site, "sec2").get("/branches/B1")
+    assert r.status_code == 403 and "无权查看党支部 B1" in r.text
+    assert browser(site, "gb2").get("/branches/B1").status_code == 403
+    listing = text_of(browser(site, "gb1").get("/branches").text)
+    assert "生物系教工党支部" in listing and "本科生第一党支部" not in listing and "共 2 个" in listing
+
+
+def test_auditors_read_everything_and_get_no_forms(site: Site) -> None:
+    site.world.drive("B1", Stage.self_assessment)
+    c = browser(site, "auditor")
+    page = c.get("/branches/B1").text
+    assert "生物系教工党支部" in page and "办理记录" in page
+    assert 'id="stage-form"' not in page and 'name="action"' not in page
+    assert "审计人员只查看、不办理" in c.get("/").text
+    r = c.post("/branches/B1", data={"csrf": csrf_of(page), "action": "advance"})
+    assert r.status_code == 403 and "只能查看" in r.text
+
+
+def test_dashboard_counts_branches_per_stage_and_overdue(site: Site) -> None:
+    site.world.drive("B1", Stage.self_assessment)
+    site.clock.now = at(4, 2)
+    page = text_of(browser(site, "org").get("/dashboard").text)
+    assert "4 党支部" in page and "3 逾期未办" in page
+    assert re.search(r"调查摸底 3 3", page) and re.search(r"支部自评 1 ", page)
+
+
+def test_committee_members_sign_on_the_sign_off_page(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.committee_grading)
+    w.do(service.compute_grade, "B1", MEMBERS[0], now=at(4, 20))
+    site.clock.now = at(4, 20, 15)
+    c = browser(site, "m2")
+    page = c.get("/committee").text
+    assert "签字 0/2" in text_of(page)
+    r = c.post("/branches/B1", data={"csrf": csrf_of(page), "action": "sign", "back": "/committee"})
+    assert r.status_code == 200 and "已签字（1/2）" in r.text and "您已签字" in r.text
+    r = c.post("/branches/B1", data={"csrf": csrf_of(page), "action": "sign", "back": "/committee"})
+    assert r.status_code == 422 and "已签过字" in r.text
+
+
+def test_the_publicity_page_is_public_and_objections_need_a_log_in(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.publicity)
+    w.do(service.publish, "B1", ORG, now=at(4, 20, 11))
+    site.clock.now = at(4, 22)
+    anon = browser(site).get("/publicity")
+    assert anon.status_code == 200 and "生物系教工党支部" in anon.text and "登录后提出异议" in anon.text
+    c = browser(site, "gb2")  # not responsible for B1, but anyone may object to a public grade
+    page = c.get("/publicity").text
+    r = c.post("/branches/B1", data={"csrf": csrf_of(page), "action": "object", "back": "/publicity", "text": "x"})
+    assert r.status_code == 422 and "异议数据无效" in r.text and ">x</textarea>" in r.text
+    r = c.post("/branches/B1", data={"csrf": csrf_of(page), "action": "object", "back": "/publicity",
+                                     "text": "该支部上年度有群众投诉。"})
+    assert r.status_code == 200 and "已登记异议 #1" in r.text and "已收到异议 1 件" in r.text
+
+
+def test_the_audit_page_replays_a_date_and_verifies(site: Site) -> None:
+    site.world.drive("B1", Stage.member_evaluation)
+    c = browser(site, "auditor")
+    page = text_of(c.get("/audit", params={"branch": "B1", "at": "2026-03-25"}).text)
+    assert "截至 2026-03-25： 当时环节 支部自评" in page
+    page = text_of(c.get("/audit", params={"branch": "B1", "at": "2026-04-05", "verify": "1"}).text)
+    assert "当时环节 党员群众测评" in page and "校验通过" in page
+    r = c.get("/audit", params={"branch": "B1", "at": "tomorrow"})
+    assert r.status_code == 422 and "重放日期 'tomorrow' 无效" in text_of(r.text)
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/branches", "/committee", "/audit"])
+def test_logging_out_ends_the_session(site: Site, path: str) -> None:
+    c = browser(site, "org")
+    page = c.get(path)
+    assert page.status_code == 200
+    c.post("/logout", data={"csrf": csrf_of(page.text)})
+    assert c.get(path, follow_redirects=False).status_code == 303
