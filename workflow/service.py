@@ -364,13 +364,13 @@ def extend_deadline(session: Session, branch: str, actor: Actor, deadline: dt.da
 def open_missing_cases(session: Session, campaign_code: str | None, *, now: dt.datetime) -> int:
     """Open a case for every branch that has none in the campaign; returns how many were opened."""
     from workflow.models import Branch, CaseRow
-    from workflow.repository import get_campaign_row, open_case
+    from workflow.repository import get_campaign_row, open_cases
 
     camp = get_campaign_row(session, campaign_code)
-    have = select(CaseRow.branch_id).where(CaseRow.campaign_id == camp.id)
-    n = 0
-    for b in session.scalars(select(Branch).where(Branch.id.not_in(have)).order_by(Branch.code)):
-        open_case(session, camp, b, at=now)
-        n += 1
     session.flush()
+    have = select(CaseRow.branch_id).where(CaseRow.campaign_id == camp.id)
+    todo = session.execute(select(Branch.id, Branch.code).where(Branch.id.not_in(have)).order_by(Branch.code)).tuples().all()
+    n = 0
+    for lo in range(0, len(todo), 5000):
+        n += open_cases(session, camp, list(todo[lo: lo + 5000]), at=now)
     return n
