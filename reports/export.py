@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from workflow.models import Branch, CaseRow, EventRow
 from workflow.repository import get_branch, get_campaign_row
 
-BATCH = 2000
+BATCH = 500
 
 
 def export_events(session: Session, *, campaign: str | None = None, branch: str | None = None,

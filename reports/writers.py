@@ -51,8 +51,9 @@ def write_csv(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
 
     yield "\ufeff".encode()  # the BOM Excel needs to read UTF-8
     w.writerow([form.title])
-    for line in form.notes:
-        w.writerow([line])
+    notes = form.notes[:HEADER_ROW - 2]
+    for line in notes + [""] * (HEADER_ROW - 2 - len(notes)):  # the header is on line 4, as in the XLSX
+        w.writerow([line] if line else [])
     w.writerow([c.header for c in form.columns])
     for row in rows:
         w.writerow([text(v) for v in row])

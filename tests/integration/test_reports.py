@@ -154,6 +154,10 @@ def test_tasks_form_is_the_campaigns_task_list(known: World) -> None:
     assert rows[3] == ["序号", "任务", "具体要求", "时间期限", "责任人", "备注"]
     assert len(rows) == 4 + 11
     assert rows[5] == [2, "党支部等级评定", "按照分类定级评分参考标准划分", "4 月底", "党总支书记", None]
+    lines = csv_rows(render(known, "tasks", "csv"))
+    assert lines[:4] == [["基层组织建设年 2026 年任务清单"], ["西安海棠职业学院 2026 年基层组织建设年"], [],
+                         ["序号", "任务", "具体要求", "时间期限", "责任人", "备注"]]
+    assert len(lines) == 15 and lines[14] == ["11", "党委委员讲党课", "1. 在党校讲党课；2. 在党员培训班上讲党课。", "全年", "党委委员", ""]
     with pytest.raises(InvalidInput, match="不按党总支区分"):
         render(known, "tasks", "xlsx", general_branch="GB1")
 
