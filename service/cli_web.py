@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from states.base import Role
 
 
+def _ctx() -> Any:
+    """The root command's context object (``service.cli.Ctx``: settings, engine, ``tx()``)."""
+    return click.get_current_context().find_root().obj
+
+
 def register(cli: click.Group) -> None:
-    from service.cli import _ctx, parse_now
+    from service.cli import parse_now
 
     @cli.group()
     def user() -> None:
