@@ -187,6 +187,62 @@ def campaign_show(code: str | None) -> None:
     click.echo(f"公示期：{c.publicity.window_working_days} 个工作日；签字法定人数：{c.sign_off.quorum}")
 
 
+@campaign.command("change")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--reason", required=True, help="修改理由（记入审计）")
+@as_option
+@campaign_option
+@now_option
+def campaign_change(file: str, reason: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """用新的 TOML 配置替换活动配置（审计留痕；已有锁定等级时不能改评分规则）。"""
+    from workflow.campaigns import change_campaign
+
+    with _ctx().tx() as s:
+        r = change_campaign(s, service.actor_for(s, as_email), _read(file), reason, now=parse_now(now_s),
+                            campaign=campaign)
+    click.echo(f"活动 {r['campaign']} 已修改：{', '.join(r['sections'])}"
+               + (f"；重新计算了 {r['cases_reprojected']} 个支部的截止日期" if r["stages"] else ""))
+
+
+@campaign.command("extend")
+@click.option("--stage", required=True, type=click.Choice([s.value for s in Stage if s is not Stage.accepted]))
+@click.option("--until", required=True, help="新的截止日期")
+@click.option("--reason", required=True, help="理由（记入审计）")
+@as_option
+@campaign_option
+@now_option
+def campaign_extend(stage: str, until: str, reason: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+    """统一延长所有党支部某一环节的截止日期。"""
+    from workflow.campaigns import extend_all
+
+    with _ctx().tx() as s:
+        r = extend_all(s, service.actor_for(s, as_email), Stage(stage), parse_date(until, "截止日期"), reason,
+                       now=parse_now(now_s), campaign=campaign)
+    click.echo(f"“{Stage(stage).label}”截止日期已延至 {until}；重新计算了 {r['cases_reprojected']} 个支部的截止日期")
+
+
+@campaign.command("history")
+@campaign_option
+@json_option
+def campaign_history(campaign: str | None, as_json: bool) -> None:
+    """活动配置的变更记录（谁、何时、为何、改了什么）。"""
+    from workflow.campaigns import changes
+
+    with _ctx().tx() as s:
+        rows = changes(s, campaign)
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        local = audit.parse_iso(r["at"]).astimezone(DEFAULT_TZ).strftime("%Y-%m-%d %H:%M")
+        p = r["payload"]
+        detail = p.get("reason", p.get("source", ""))
+        if p.get("sections"):
+            detail += f"（修改：{', '.join(p['sections'])}）"
+        if p.get("deadlines"):
+            detail += "；" + "，".join(f"{Stage(k).label}→{v}" for k, v in p["deadlines"].items())
+        click.echo(f"#{r['seq']:<3} {local}  {r['actor']:<24} {r['label']}：{detail}")
+
+
 @campaign.command("open-cases")
 @campaign_option
 @now_option

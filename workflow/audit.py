@@ -12,14 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow.case import UnknownEvent, apply, new_state
+from workflow.errors import InvalidInput
+from workflow.case import UnknownEvent, apply, current_grade, new_state
 from workflow.models import Branch, CampaignRow, CaseRow, EventRow
 
 GENESIS = "0" * 64
@@ -50,7 +51,10 @@ class Problem:
     problem: str
 
     def __str__(self) -> str:
-        where = f"事件 #{self.seq}（id {self.event_id}）" if self.seq is not None else "当前状态表"
+        if self.branch == "(活动配置)":
+            where = f"变更 #{self.seq}" if self.seq is not None else "活动配置"
+        else:
+            where = f"事件 #{self.seq}（id {self.event_id}）" if self.seq is not None else "当前状态表"
         return f"{self.campaign}/{self.branch} {where}：{self.problem}"
 
 
@@ -66,7 +70,8 @@ class Report:
 
 
 def _check_case(
-    campaign: str, branch: str, case: CaseRow | None, rows: list[Any], report: Report
+    campaign: str, branch: str, case: CaseRow | None, rows: list[Any], report: Report,
+    derived_deadline: Callable[[dict[str, Any]], dt.date | None] | None = None,
 ) -> None:
     prev = GENESIS
     state = new_state(campaign, branch)
@@ -100,10 +105,15 @@ def _check_case(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
                     problem=f"当前状态版本 {case.version} 与事件数 {len(rows)} 不符")
         )
-    elif case.state != state or case.stage != state["stage"]:
+    elif (case.state != state or case.stage != state["stage"] or case.grade != current_grade(state)
+          or (derived_deadline is not None and case.deadline != derived_deadline(state))):
         diff = sorted(k for k in set(state) | set(case.state) if state.get(k) != case.state.get(k))
         if case.stage != state["stage"]:
             diff.insert(0, f"stage={case.stage}≠{state['stage']}")
+        if case.grade != current_grade(state):
+            diff.append(f"grade={case.grade}≠{current_grade(state)}")
+        if derived_deadline is not None and case.deadline != derived_deadline(state):
+            diff.append(f"deadline={case.deadline}≠{derived_deadline(state)}")
         report.problems.append(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
                     problem=f"当前状态与事件重放结果不一致（{', '.join(diff)}）")
@@ -114,6 +124,22 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
            batch: int = 2000) -> Report:
     """Verify every chain (or one campaign's, or one branch's) and the projection against the replay."""
     report = Report()
+    from workflow.campaigns import verify_changes
+    from workflow.repository import campaign_of, effective_deadline
+
+    if branch_code is None:
+        for camp, seq, problem in verify_changes(session):
+            if campaign_code in (None, camp):
+                report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
+    deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]] = {}
+    for row in session.scalars(select(CampaignRow)):
+        try:
+            c = campaign_of(row)
+        except InvalidInput as exc:
+            report.problems.append(Problem(campaign=row.code, branch="(活动配置)", seq=None, event_id=None,
+                                           problem=f"存储的活动配置无效：{exc.message.splitlines()[-1].strip()}"))
+            continue
+        deadline_of[row.code] = lambda state, c=c: effective_deadline(c, state)
     q = (
         select(CaseRow, CampaignRow.code, Branch.code)
         .join(CampaignRow, CampaignRow.id == CaseRow.campaign_id)
@@ -140,9 +166,9 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
             by_case[row.case_id].append(row)
         for case, camp, branch in page:
             report.cases += 1
-            _check_case(camp, branch, case, by_case[case.id], report)
+            _check_case(camp, branch, case, by_case[case.id], report, deadline_of.get(camp))
+            session.expunge(case)  # keep memory flat; touch nothing else the caller's session holds
         last_id = ids[-1]
-        session.expunge_all()
     return report
 
 

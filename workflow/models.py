@@ -158,3 +158,20 @@ class EventRow(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CampaignChangeRow(Base):
+    """One audited change of a campaign's configuration (created, deadlines extended, rubric corrected …),
+    hash-chained per campaign like a branch's events; ``body`` carries the new configuration's sha256."""
+
+    __tablename__ = "campaign_changes"
+    __table_args__ = (UniqueConstraint("campaign_id", "seq", name="uq_campaign_changes_campaign_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
