@@ -348,7 +348,7 @@ def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[
         echo("")
         echo(f"异议成立的支部 {obj.code}（{h['branch']['name']}）的完整记录（重放）：")
         for e in h["events"]:
-            if e["kind"] in ("reminded", "escalated"):
+            if e["kind"] in ("reminded", "escalated", "supervision_order"):
                 continue
             local = audit.parse_iso(e["at"]).astimezone(TZ).strftime("%m-%d %H:%M")
             echo(f"  #{e['seq']:<3} {local} {e['label']}：{e['description']}")
@@ -365,7 +365,12 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
     echo(f"已导入 {len(plans)} 个党支部（4 个党总支），人员 {len(STAFF) + 4} 名；活动：海棠 2022 预设放在 {year} 年")
     sim = Simulation(engine, year, rng)
     plan_year(sim, plans, year)
-    on_day = on_day_factory(engine) if on_day_factory else None
+    if on_day_factory is None:  # the scheduler's daily tick: reminders and escalations into a .eml sink
+        from notifications.demo import daily_tick
+
+        on_day = daily_tick(engine, target / "mail")
+    else:
+        on_day = on_day_factory(engine)
     sim.run(on_day=on_day)
     end = _at(dt.date(year, 9, 15), 18)
     if sim.refusals:
@@ -373,6 +378,10 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
         for r in sim.refusals[:5]:
             echo(f"  {r}")
     out = summary(engine, plans, end, echo)
+    if on_day_factory is None:
+        from notifications.demo import mail_summary
+
+        out["mail"] = mail_summary(engine, target / "mail", echo)
     echo("")
     echo(f"查看某个支部：BRANCHFLOW_DATA_DIR={target} branchflow show {plans[1].code} --now {end.date()}")
     echo(f"重放历史：  BRANCHFLOW_DATA_DIR={target} branchflow history {plans[1].code} --at {year}-04-25")
