@@ -595,6 +595,57 @@ def audit_verify(campaign: str | None, branch: str | None, as_json: bool) -> Non
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="监听地址")
+@click.option("--port", default=8000, type=int, show_default=True, help="端口")
+@click.option("--no-web", is_flag=True, help="只运行定时任务（提醒、督促、发信），不提供网页和 API")
+@click.option("--sweep-seconds", default=300, type=int, show_default=True, help="扫描到期提醒的间隔")
+@click.option("--dispatch-seconds", default=60, type=int, show_default=True, help="发信的间隔")
+def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_seconds: int) -> None:
+    """运行服务：网页、HTTP API 和定时任务（APScheduler：到期提醒、逾期督促、发信），直到 Ctrl-C。
+
+    多个节点共用 PostgreSQL 时，只有持有咨询锁的一个节点扫描提醒；每个节点都发信（按行加锁领取）。
+    """
+    import signal
+    import time
+
+    from scheduler.jobs import build_scheduler
+    from workflow.migrate import require_current
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the finally below still runs
+
+    c = _ctx()
+    require_current(c.engine)
+    signal.signal(signal.SIGTERM, _stop)
+    sched = build_scheduler(c.engine, c.settings, sweep_seconds=sweep_seconds, dispatch_seconds=dispatch_seconds)
+    sched.start()
+    click.echo(f"定时任务已启动：每 {sweep_seconds} 秒扫描提醒，每 {dispatch_seconds} 秒发信")
+    try:
+        if no_web:
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        else:
+            import uvicorn
+
+            from service.app import create_app
+
+            app = create_app(c.settings, engine=c.engine)
+            click.echo(f"branchflow 网页：http://{host}:{port}/  API 文档：http://{host}:{port}/api/docs")
+            try:
+                # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises SIGINT
+                uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+            except KeyboardInterrupt:
+                pass
+    finally:
+        sched.shutdown(wait=True)
+        sched.branchflow_lock.release()
+        click.echo("已停止")
+
+
+@cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="演示数据目录（默认 branchflow-data/demo）")
 @click.option("--year", type=int, default=None, help="活动年份（默认今年）")
 @click.option("--branches", "n_branches", type=int, default=36, help="党支部数量")
