@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from states.base import ROLE_LABELS, Role, Stage
@@ -241,6 +241,23 @@ def campaign_history(campaign: str | None, as_json: bool) -> None:
         if p.get("deadlines"):
             detail += "；" + "，".join(f"{Stage(k).label}→{v}" for k, v in p["deadlines"].items())
         click.echo(f"#{r['seq']:<3} {local}  {r['actor']:<24} {r['label']}：{detail}")
+
+
+@campaign.command("stats")
+@campaign_option
+@json_option
+def campaign_stats(campaign: str | None, as_json: bool) -> None:
+    """活动进展：各环节、各等级的支部数，晋位升级数和最低等级支部的转化率。"""
+    with _ctx().tx() as s:
+        st = views.campaign_stats(s, campaign=campaign)
+    if as_json:
+        return echo_json(st)
+    click.echo(f"{st['name']}：党支部 {st['branches']} 个")
+    click.echo("各环节：" + "，".join(f"{x['label']} {x['count']}" for x in st["stages"]))
+    click.echo("分类定级：" + "，".join(f"{x['label']} {x['count']}" for x in st["grades"]))
+    click.echo(f"再次定级 {st['regraded']} 个：晋位 {st['moved_up']} 个，降位 {st['moved_down']} 个")
+    rate = f"{st['conversion_rate']:.0%}" if st["conversion_rate"] is not None else "—"
+    click.echo(f"{st['lowest_grade']}支部 {st['lowest']} 个，已转化 {st['lowest_moved_up']} 个，转化率 {rate}")
 
 
 @campaign.command("open-cases")

@@ -12,7 +12,6 @@ import datetime as dt
 import heapq
 import random
 import shutil
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from states.base import Role, Stage
+from states.base import Role
 from states.survey import FOCUS_POINTS
 from workflow import audit, service, views
 from workflow.campaigns import create_campaign
@@ -31,7 +30,6 @@ from workflow.errors import BranchflowError, TransitionRefused
 from workflow.importer import OrgRow, import_rows
 from workflow.migrate import upgrade
 from workflow.people import add_person
-from workflow.repository import campaign_of, get_campaign_row
 
 TZ = ZoneInfo("Asia/Shanghai")
 DEMO_PASSWORD = "demo123"
@@ -313,32 +311,17 @@ def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engin
 
 def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[[str], None]) -> dict[str, Any]:
     with session_factory(engine)() as s:
-        camp = campaign_of(get_campaign_row(s))
         rows = views.list_cases(s, now=now)
-        stages = Counter(r["stage_label"] for r in rows)
-        first = Counter()
-        moved_up = 0
-        lowest = camp.grading.scale.lowest.code
-        lowest_n = lowest_up = 0
-        scale = camp.grading.scale
-        for r in rows:
-            st = service.load_case(s, r["code"]).state
-            fg = st["final_grade"]
-            if fg:
-                first[scale.by_code(fg).grade] += 1
-            if fg and st.get("regrade") and scale.rank(st["regrade"]) < scale.rank(fg):
-                moved_up += 1
-            if fg == lowest:
-                lowest_n += 1
-                if st.get("regrade") and scale.rank(st["regrade"]) < scale.rank(fg):
-                    lowest_up += 1
+        st = views.campaign_stats(s)
+        stages = {x["label"]: x["count"] for x in st["stages"] if x["count"]}
+        first = {x["label"]: x["count"] for x in st["grades"]}
         echo("")
-        echo(f"===== {camp.name} · 模拟全年汇总 =====")
-        echo(f"党支部 {len(rows)} 个")
-        echo("分类定级结果：" + "，".join(f"{b.grade} {first.get(b.grade, 0)} 个" for b in scale.bands))
+        echo(f"===== {st['name']} · 模拟全年汇总 =====")
+        echo(f"党支部 {st['branches']} 个")
+        echo("分类定级结果：" + "，".join(f"{k} {v} 个" for k, v in first.items()))
         echo("当前环节：" + "，".join(f"{k} {v} 个" for k, v in stages.items()))
-        rate = f"{lowest_up / lowest_n:.0%}" if lowest_n else "（无后进支部）"
-        echo(f"晋位升级：{moved_up} 个支部再次定级高于首次定级；{scale.lowest.grade}支部转化率 {rate}（目标 50%）")
+        rate = f"{st['conversion_rate']:.0%}" if st["conversion_rate"] is not None else f"（无{st['lowest_grade']}支部）"
+        echo(f"晋位升级：{st['moved_up']} 个支部再次定级高于首次定级；{st['lowest_grade']}支部转化率 {rate}（目标 50%）")
         echo("")
         echo("各支部情况：")
         for r in rows:

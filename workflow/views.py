@@ -177,3 +177,38 @@ def campaigns(session: Session) -> list[dict[str, Any]]:
         {"code": r.code, "name": r.name, "year": r.year, "created_at": iso(r.created_at)}
         for r in session.scalars(select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()))
     ]
+
+
+def campaign_stats(session: Session, *, campaign: str | None = None) -> dict[str, Any]:
+    """Where the campaign stands: branches per stage and per signed grade, how many moved up a grade at
+    the re-grade (晋位升级), and the conversion rate of the lowest grade (seed 003's 50 % goal).
+    Streams the projections, so memory stays flat in the number of branches."""
+    from workflow.repository import campaign_of
+
+    camp = get_campaign_row(session, campaign)
+    c = campaign_of(camp)
+    scale = c.grading.scale
+    stages = {s.value: 0 for s in Stage}
+    grades = {b.code: 0 for b in scale.bands}
+    regraded = moved_up = moved_down = lowest = lowest_up = 0
+    q = select(CaseRow.stage, CaseRow.state).where(CaseRow.campaign_id == camp.id)
+    for stage, state in session.execute(q.execution_options(yield_per=2000)):
+        stages[stage] += 1
+        first, second = state.get("final_grade"), state.get("regrade")
+        if first:
+            grades[first] += 1
+        if first and second:
+            regraded += 1
+            moved_up += scale.rank(second) < scale.rank(first)
+            moved_down += scale.rank(second) > scale.rank(first)
+        if first == scale.lowest.code:
+            lowest += 1
+            lowest_up += bool(second and scale.rank(second) < scale.rank(first))
+    return {
+        "campaign": c.code, "name": c.name, "branches": sum(stages.values()),
+        "stages": [{"stage": k, "label": Stage(k).label, "count": v} for k, v in stages.items()],
+        "grades": [{"grade": b.code, "label": b.grade, "count": grades[b.code]} for b in scale.bands],
+        "regraded": regraded, "moved_up": moved_up, "moved_down": moved_down,
+        "lowest_grade": scale.lowest.grade, "lowest": lowest, "lowest_moved_up": lowest_up,
+        "conversion_rate": (lowest_up / lowest) if lowest else None,
+    }
