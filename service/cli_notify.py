@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy import func, select
 
@@ -13,8 +15,14 @@ STATUS_LABELS = {PENDING: "待发送", SENT: "已发送", DEAD: "投递失败", 
 KIND_LABELS = {"reminder": "截止提醒", "escalation": "逾期督促", "monthly": "月调度", "dead_report": "投递失败报告"}
 
 
+def _ctx() -> Any:
+    """The root context's object (service.cli.Ctx); not ``find_object(Ctx)``, which fails under
+    ``python -m service.cli`` where the class exists twice (``__main__`` and ``service.cli``)."""
+    return click.get_current_context().find_root().obj
+
+
 def register(cli: click.Group) -> None:
-    from service.cli import _ctx, campaign_option, echo_json, json_option, now_option, parse_now
+    from service.cli import campaign_option, echo_json, json_option, now_option, parse_now
 
     @cli.command()
     @now_option
