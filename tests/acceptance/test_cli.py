@@ -187,3 +187,38 @@ def test_demo_runs_a_year_and_ends_with_a_passing_audit(cli: CLI) -> None:
     assert "当前环节：已验收 16 个" in out
     assert "异议 #1 成立" in out and "公示 → 党委评定" in out
     assert "哈希链完整，当前状态与重放一致 ✓" in out
+
+
+def test_serve_refuses_an_uninitialised_database(cli: CLI) -> None:
+    r = cli("serve", "--port", "1", code=2)
+    assert "请先运行 `branchflow init`" in r.stderr
+
+
+def test_serve_runs_pages_api_and_scheduler_until_sigterm(cli: CLI) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    cli("init")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], cwd=cli.tmp,
+                            env=cli.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2) as resp:
+                    status = resp.status
+                    schema = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200 and "/api/token" in schema["paths"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "定时任务已启动" in out and "已停止" in out
