@@ -22,7 +22,7 @@ from workflow.case import State, replay
 from workflow.errors import NotFound
 from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch
 
-BATCH = 1000
+BATCH = 250
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
