@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,10 @@ class Rendered:
     ascii_filename: str
     media_type: str
     body: Iterator[bytes]
+
+    def __iter__(self) -> Iterator[Any]:
+        """``filename, media_type, body = reports.render(...)`` also works."""
+        return iter((self.filename, self.media_type, self.body))
 
     def content_disposition(self) -> str:
         """The ``Content-Disposition`` header value for a download (RFC 6266 / 5987: Chinese name + fallback)."""
@@ -82,14 +87,13 @@ def render(session: Session, name: str, fmt: str, *, general_branch: str | None 
         raise InvalidInput(f"不支持的格式 {fmt!r}；可用：{_choices(FORMATS)}")
     if at is not None and at.tzinfo is None:
         raise InvalidInput("--at 的时间须带时区")
-    if at is None and now is None:
-        raise InvalidInput("须给出当前时间 now 或历史时间 at")
+    if now is None:  # callers should pass the time they read at their edge; this is the fallback
+        now = dt.datetime.now(dt.UTC)
     if general_branch and not form_cls.per_branch:
         raise InvalidInput(f"“{form_cls.label}”是全年任务清单，不按党总支区分：请去掉 --general-branch")
     camp_row = get_campaign_row(session, campaign)
     scope = scope_of(session, general_branch)
     as_of = at if at is not None else now
-    assert as_of is not None
     form: Form = form_cls(FormContext(campaign=campaign_of(camp_row), scope=scope, as_of=as_of,
                                       replayed=at is not None))
     rows = form.rows(

@@ -320,3 +320,18 @@ def test_dashboard_svgs_show_the_numbers(known: World) -> None:
     assert "<title>GB1：2 个</title>" in svgs["overdue"] and "<title>GB2：1 个</title>" in svgs["overdue"]
     assert "检查验收：尚有 3 个党支部未完成（截止 2026-09-05）" in svgs["burndown"]
     assert 'aria-label="逾期党支部（按党总支）：GB1 2 个；GB2 1 个"' in svgs["overdue"]
+
+
+def test_rendered_gives_what_a_download_needs(known: World) -> None:
+    with known.sessions() as s:
+        r = reports.render(s, "summary", "xlsx", general_branch="GB1", now=NOW)
+        assert r.content_disposition() == (
+            'attachment; filename="summary-GB1-20260910-1000.xlsx"; '
+            "filename*=UTF-8''%E5%85%9A%E6%94%AF%E9%83%A8%E5%88%86%E7%B1%BB%E5%AE%9A%E7%BA%A7%E6%B1%87%E6%80%BB%E8%A1%A8"
+            "-GB1-20260910-1000.xlsx"
+        )
+        filename, media_type, body = r
+        assert filename == "党支部分类定级汇总表-GB1-20260910-1000.xlsx"
+        assert media_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        assert b"".join(body).startswith(b"PK")  # a zip: the XLSX container
+    assert reports.form_names()["rectification"] == "党支部整改汇总表"
