@@ -12,7 +12,7 @@ from workflow.errors import Unmet
 
 if TYPE_CHECKING:
     from workflow.campaign import Campaign
-    from workflow.case import BranchFacts, CaseState
+    from workflow.case import BranchFacts, State
 
 
 class Stage(StrEnum):
@@ -81,7 +81,7 @@ class Record(BaseModel):
 
 class ExitCheck(Protocol):
     def __call__(
-        self, state: CaseState, campaign: Campaign, facts: BranchFacts, *, now: Any
+        self, state: State, campaign: Campaign, facts: BranchFacts, *, now: Any
     ) -> list[Unmet]: ...
 
 

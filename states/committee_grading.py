@@ -22,7 +22,7 @@ def current_grade(state: dict[str, Any]) -> str | None:
     if not g:
         return None
     adj = state.get("adjustment")
-    return adj["grade"] if adj else g["grade"]
+    return str(adj["grade"] if adj else g["grade"])
 
 
 def can_leave(state: dict[str, Any], campaign: Any, facts: Any, *, now: Any = None) -> list[Unmet]:

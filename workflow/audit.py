@@ -14,13 +14,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workflow.errors import InvalidInput
 from workflow.case import UnknownEvent, apply, current_grade, new_state
+from workflow.errors import InvalidInput
 from workflow.models import Branch, CampaignRow, CaseRow, EventRow
 
 GENESIS = "0" * 64
@@ -132,14 +133,14 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
             if campaign_code in (None, camp):
                 report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
     deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]] = {}
-    for row in session.scalars(select(CampaignRow)):
+    for camp_row in session.scalars(select(CampaignRow)):
         try:
-            c = campaign_of(row)
+            c = campaign_of(camp_row)
         except InvalidInput as exc:
-            report.problems.append(Problem(campaign=row.code, branch="(活动配置)", seq=None, event_id=None,
+            report.problems.append(Problem(campaign=camp_row.code, branch="(活动配置)", seq=None, event_id=None,
                                            problem=f"存储的活动配置无效：{exc.message.splitlines()[-1].strip()}"))
             continue
-        deadline_of[row.code] = lambda state, c=c: effective_deadline(c, state)
+        deadline_of[camp_row.code] = partial(effective_deadline, c)
     q = (
         select(CaseRow, CampaignRow.code, Branch.code)
         .join(CampaignRow, CampaignRow.id == CaseRow.campaign_id)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from states.base import Role, Stage
@@ -109,7 +109,9 @@ def _grades_in_force(session: Session, row: CampaignRow, campaign: Campaign) -> 
 def _reproject_deadlines(session: Session, row: CampaignRow, campaign: Campaign, stages: list[Stage]) -> int:
     """Recompute the indexed ``cases.deadline`` of the cases standing in ``stages`` (in batches)."""
     n = 0
-    stmt = update(CaseRow.__table__).where(CaseRow.__table__.c.id == bindparam("case_id")).values(
+    table = CaseRow.__table__
+    assert isinstance(table, Table)
+    stmt = update(table).where(table.c.id == bindparam("case_id")).values(
         deadline=bindparam("new_deadline"))
     q = select(CaseRow.id, CaseRow.state).where(CaseRow.campaign_id == row.id,
                                                 CaseRow.stage.in_([s.value for s in stages]))

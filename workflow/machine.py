@@ -57,7 +57,7 @@ class _Carrier:
         unmet = self._check()
         if unmet:
             raise TransitionRefused(
-                f"不能从“{event.transition.source and Stage(event.transition.source).label}”"
+                f"不能从“{Stage(event.transition.source).label if event.transition else ''}”"
                 f"{TRIGGER_LABELS.get(event.event.name, event.event.name)}",
                 unmet=unmet,
             )
@@ -72,7 +72,7 @@ def fire(stage: Stage, trigger: str, check: Callable[[], list[Unmet]] = lambda: 
     try:
         with _LOCK:
             _MACHINE.add_model(carrier, initial=stage)
-        carrier.trigger(trigger)
+        carrier.trigger(trigger)  # type: ignore[attr-defined]  # added by transitions
     except MachineError:
         allowed = "、".join(TRIGGER_LABELS[t] for t in legal_triggers(stage)) or "无（已是终态）"
         raise TransitionRefused(

@@ -19,7 +19,16 @@ from workflow.audit import GENESIS, canonical, chain, iso
 from workflow.campaign import Campaign, parse_campaign_text
 from workflow.case import BranchFacts, State, apply, current_grade, new_state
 from workflow.errors import InvalidInput, NotFound
-from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch, Person, RoleAssignment
+from workflow.models import (
+    Branch,
+    CampaignRow,
+    CaseRow,
+    Committee,
+    EventRow,
+    GeneralBranch,
+    Person,
+    RoleAssignment,
+)
 
 
 @lru_cache(maxsize=64)
