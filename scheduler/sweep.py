@@ -84,28 +84,34 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
     min_deadline = session.scalar(select(func.min(CaseRow.deadline)).where(CaseRow.campaign_id == camp_row.id))
     windows = sched.deadline_windows(prev, now, min_deadline)
     stats.windows.extend(windows)
-    if windows:
-        q = (
-            select(CaseRow.id, CaseRow.stage, CaseRow.deadline, CaseRow.version, CaseRow.state,
-                   Branch.code, Branch.name, Branch.branch_type, Branch.member_count, Branch.secretary_name,
-                   Branch.secretary_email, Branch.general_branch_id, Branch.committee_id, Branch.last_reelection,
-                   Branch.last_activity, Branch.secretary_violation, EventRow.hash, EventRow.at)
-            .join(Branch, Branch.id == CaseRow.branch_id)
-            .join(EventRow, and_(EventRow.case_id == CaseRow.id, EventRow.seq == CaseRow.version))
-            .where(CaseRow.campaign_id == camp_row.id, CaseRow.stage != Stage.accepted.value,
-                   or_(*[CaseRow.deadline.between(a, b) for a, b in windows]))
-            .order_by(CaseRow.id)
-        )
-        last_id = 0
+    decisions: dict[dt.date, Decision | None] = {}  # every case with the same deadline gets the same answer
+    base_q = (
+        select(CaseRow.id, CaseRow.stage, CaseRow.deadline, CaseRow.version, CaseRow.state,
+               Branch.code, Branch.name, Branch.branch_type, Branch.member_count, Branch.secretary_name,
+               Branch.secretary_email, Branch.general_branch_id, Branch.committee_id, Branch.last_reelection,
+               Branch.last_activity, Branch.secretary_violation, EventRow.hash, EventRow.at)
+        .join(Branch, Branch.id == CaseRow.branch_id)
+        .join(EventRow, and_(EventRow.case_id == CaseRow.id, EventRow.seq == CaseRow.version))
+        .where(CaseRow.campaign_id == camp_row.id, CaseRow.stage != Stage.accepted.value)
+        .order_by(CaseRow.deadline, CaseRow.id)
+    )
+    for lo, hi in windows:
+        # keyset pagination in index order (deadline, id): each page is a range read, never a re-sort
+        last_d, last_id = lo, 0
         while True:
-            rows = session.execute(q.where(CaseRow.id > last_id).limit(page)).all()
+            rows = session.execute(base_q.where(
+                CaseRow.deadline <= hi,
+                or_(CaseRow.deadline > last_d, and_(CaseRow.deadline == last_d, CaseRow.id > last_id)),
+            ).limit(page)).all()
             if not rows:
                 break
-            last_id = rows[-1].id
+            last_d, last_id = rows[-1].deadline, rows[-1].id
             stats.examined += len(rows)
             notices: list[Notice] = []
             for r in rows:
-                decision = sched.decide(r.deadline, prev, now)
+                if r.deadline not in decisions:
+                    decisions[r.deadline] = sched.decide(r.deadline, prev, now)
+                decision = decisions[r.deadline]
                 if decision is not None:
                     notices.extend(_notices(r, decision, camp_row, campaign, sched, directory, now))
             have = existing_keys(session, [n.key for n in notices])
