@@ -213,3 +213,14 @@ def test_deadline_extension_is_audited_and_projected(world: World) -> None:
     assert case.row.deadline == dt.date(2026, 4, 7)
     with pytest.raises(Forbidden):
         world.do(service.extend_deadline, "B1", GB_SEC, dt.date(2026, 4, 9), "再延", now=at(3, 26))
+
+
+def test_publicity_in_a_year_the_calendar_does_not_know_says_so(world: World) -> None:
+    from workflow.errors import CalendarUnknown
+
+    world.drive("B1", Stage.publicity)
+    before = snapshot(world, "B1")
+    with pytest.raises(CalendarUnknown) as err:
+        world.do(service.publish, "B1", ORG, start=dt.date(2030, 4, 22), now=at(4, 21))
+    assert "不包含 2030 年" in err.value.message and "[calendar]" in err.value.message
+    assert snapshot(world, "B1") == before
