@@ -16,7 +16,7 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
@@ -39,14 +39,14 @@ class Outcome:
 
 
 class Transport(Protocol):
-    def send(self, messages: list[EmailMessage]) -> list[Outcome]: ...
+    def send(self, messages: list[Message]) -> list[Outcome]: ...
 
 
-def recipient_of(msg: EmailMessage) -> str:
+def recipient_of(msg: Message) -> str:
     return parseaddr(str(msg["To"]))[1]
 
 
-def check_address(msg: EmailMessage) -> Outcome | None:
+def check_address(msg: Message) -> Outcome | None:
     addr = recipient_of(msg)
     if not ADDRESS.match(addr):
         return Outcome(status=PERMANENT, code=None, error=f"收件地址无效：{str(msg['To'])!r}")
@@ -88,7 +88,7 @@ class SmtpTransport:
         return cls(host=s.smtp_host, port=s.smtp_port, username=s.smtp_user, password=s.smtp_password,
                    starttls=s.smtp_starttls, tls=s.smtp_tls, timeout=s.smtp_timeout, concurrency=s.smtp_concurrency)
 
-    def send(self, messages: list[EmailMessage]) -> list[Outcome]:
+    def send(self, messages: list[Message]) -> list[Outcome]:
         if not messages:
             return []
         return asyncio.run(self._send_all(messages))
@@ -98,7 +98,7 @@ class SmtpTransport:
                                timeout=self.timeout, username=self.username or None,
                                password=self.password or None, tls_context=self.tls_context)
 
-    async def _send_all(self, messages: list[EmailMessage]) -> list[Outcome]:
+    async def _send_all(self, messages: list[Message]) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(messages)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(messages)):
@@ -164,7 +164,7 @@ class EmlSink:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def send(self, messages: list[EmailMessage]) -> list[Outcome]:
+    def send(self, messages: list[Message]) -> list[Outcome]:
         self.folder.mkdir(parents=True, exist_ok=True)
         out = []
         for msg in messages:
@@ -188,11 +188,11 @@ class EmlSink:
 class InMemoryTransport:
     """Records what it 'sends'; ``fail`` maps a recipient to the outcome it should get instead."""
 
-    def __init__(self, fail: Callable[[EmailMessage], Outcome | None] | None = None) -> None:
-        self.sent: list[EmailMessage] = []
+    def __init__(self, fail: Callable[[Message], Outcome | None] | None = None) -> None:
+        self.sent: list[Message] = []
         self.fail = fail
 
-    def send(self, messages: list[EmailMessage]) -> list[Outcome]:
+    def send(self, messages: list[Message]) -> list[Outcome]:
         out = []
         for msg in messages:
             bad = check_address(msg) or (self.fail(msg) if self.fail else None)

@@ -1,0 +1,134 @@
+"""Messages per second delivered to a local aiosmtpd sink by the dispatcher, against a plain aiosmtplib loop.
+
+    python bench/bench_delivery.py             # N = 5,000 messages (one per recipient)
+    python bench/bench_delivery.py --n 20000
+
+N reminders for N different recipients are put in the outbox (SQLite), then:
+
+* the dispatcher (claim → render with Jinja2 → send over ``smtp_concurrency`` reused connections →
+  mark, in batches) delivers them — messages/s;
+* a plain aiosmtplib loop (one connection, ``send_message`` one after the other, nothing else) sends
+  the same, already rendered messages in the same run — messages/s, and the ratio between the two.
+
+The SMTP server is aiosmtpd on 127.0.0.1 in this process, counting what it receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiosmtplib  # noqa: E402
+from aiosmtpd.controller import Controller  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from notifications.directory import Recipient  # noqa: E402
+from notifications.dispatch import dispatch  # noqa: E402
+from notifications.mailer import SmtpTransport  # noqa: E402
+from notifications.models import DeliveryRow  # noqa: E402
+from notifications.outbox import Notice, enqueue  # noqa: E402
+from notifications.render import build_message, notices_context, render  # noqa: E402
+from notifications.testing import free_port  # noqa: E402
+from workflow.campaigns import create_campaign  # noqa: E402
+from workflow.db import make_engine, session_factory  # noqa: E402
+from workflow.migrate import upgrade  # noqa: E402
+from workflow.models import CampaignRow  # noqa: E402
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = dt.datetime(2026, 4, 7, 9, tzinfo=TZ)
+SENDER = "党委组织部 <zzb@bench.cn>"
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        self.bytes += len(envelope.content)
+        return "250 OK"
+
+
+def context(i: int) -> dict[str, Any]:
+    return {"campaign": "基准 2026 年基层组织建设年", "branch_code": f"B{i:06d}", "branch_name": f"第{i}党支部",
+            "general_branch": f"第{i % 50}党总支", "secretary": f"书记{i}", "stage": "self_assessment",
+            "stage_label": "支部自评", "deadline": "2026-04-10", "deadline_text": "2026年4月10日", "kind": "reminder",
+            "rung": "before-3", "days_left": 3, "days_overdue": 0,
+            "missing": ["以下评分项尚未打分：第 1、2、3 项", "未填写支部大会日期"], "owners": ["党支部书记"],
+            "contact": f"总支书记{i % 50}（g{i % 50}@bench.cn）", "supervision_order": False}
+
+
+def plain_loop(port: int, messages: list[Any]) -> float:
+    async def run() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        for m in messages:
+            await smtp.send_message(m)
+        await smtp.quit()
+
+    t = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=5_000)
+    ap.add_argument("--concurrency", type=int, default=4)
+    args = ap.parse_args()
+    n = args.n
+    handler = Counting()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            upgrade(engine)
+            sessions = session_factory(engine)
+            with sessions() as s, s.begin():
+                create_campaign(s, preset="haitang-2022", year=2026, now=NOW - dt.timedelta(days=30))
+                camp = s.scalar(select(CampaignRow.id))
+                assert camp is not None
+                notices = [Notice(key=f"bench/B{i:06d}/self_assessment/2026-04-10/before-3", campaign_id=camp,
+                                  kind="reminder", rung="before-3", due_at=NOW, context=context(i),
+                                  recipients=[Recipient(email=f"s{i}@bench.cn", name=f"书记{i}")])
+                           for i in range(n)]
+                enqueue(s, notices, now=NOW)
+
+            transport = SmtpTransport(host="127.0.0.1", port=port, concurrency=args.concurrency)
+            t = time.perf_counter()
+            stats = dispatch(sessions, transport, now=NOW, sender=SENDER, batch=1000)
+            ours = time.perf_counter() - t
+            with sessions() as s:
+                sent = s.scalar(select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "sent"))
+            assert stats.messages == n == sent == handler.count, (stats, sent, handler.count)
+            print(f"dispatcher ({args.concurrency} reused connections, render + claim + mark): {n:,} messages in "
+                  f"{ours:.2f} s → {n / ours:,.0f} messages/s ({handler.bytes / n / 1024:.1f} KiB each)")
+
+            messages = [build_message(sender=SENDER, recipient=f"s{i}@bench.cn", recipient_name=f"书记{i}",
+                                      rendered=render("notices", notices_context(f"书记{i}", [context(i)], [f"k{i}"])),
+                                      keys=[f"k{i}"], now=NOW) for i in range(n)]
+            before = handler.count
+            plain = plain_loop(port, messages)
+            assert handler.count - before == n
+            print(f"plain aiosmtplib loop (one connection, pre-rendered, no database): {n:,} messages in "
+                  f"{plain:.2f} s → {n / plain:,.0f} messages/s")
+            print(f"ratio dispatcher / plain loop: {(n / ours) / (n / plain):.2f}×")
+            engine.dispose()
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
