@@ -124,9 +124,9 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
 
     sched = BackgroundScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
-    now = read_clock()
-    sched.add_job(sweep_job, "interval", seconds=sweep_seconds, id="branchflow-sweep", next_run_time=now)
+    start = dt.datetime.now(dt.UTC)  # when the jobs first run is real time, whatever ``clock`` says
+    sched.add_job(sweep_job, "interval", seconds=sweep_seconds, id="branchflow-sweep", next_run_time=start)
     sched.add_job(dispatch_job, "interval", seconds=dispatch_seconds, id="branchflow-dispatch",
-                  next_run_time=now + dt.timedelta(seconds=2))
+                  next_run_time=start + dt.timedelta(seconds=1))
     sched.branchflow_lock = leader
     return sched
