@@ -161,8 +161,10 @@ def live(sqlite_world: World, clock: Clock) -> Iterator[tuple[Site, Server]]:
         yield site, server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Debian's Chromium, for one test module at a time: Playwright's sync API cannot run twice at once, and
+    other modules start their own."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip(f"Chromium not found at {CHROMIUM}: install the Debian packages `chromium fonts-wqy-microhei`")
     from playwright.sync_api import sync_playwright
