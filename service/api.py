@@ -381,33 +381,38 @@ def audit_verify(request: Request, token: Token, campaign: CampaignQ = None,
             "problems": [{**p.__dict__, "text": str(p)} for p in report.problems]}
 
 
-@router.get("/outbox", tags=["审计"], summary="待发送和已发送的邮件（发件箱）")
+@router.get("/outbox", tags=["审计"], summary="提醒与督办邮件（发件箱），每位收件人一行")
 def outbox(request: Request, token: Token,
-           status: Annotated[str | None, Query(max_length=16, description="pending / sent / dead")] = None,
+           status: Annotated[str | None, Query(pattern="^(pending|sent|dead|cancelled)$",
+                                               description="投递状态：pending / sent / dead / cancelled")] = None,
+           branch: Annotated[str | None, Query(max_length=64, description="只看一个党支部的")] = None,
            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     rt = runtime(request)
     with rt.tx() as s:
         a = _actor(rt, s, token)
-        if not sees_everything(s, a):
-            raise Forbidden("发件箱仅限审计人员和党委层面人员查看")
-        return outbox_rows(s, status=status, limit=limit)
+        if branch:
+            require_see(s, a, branch)
+        elif not sees_everything(s, a):
+            raise Forbidden("发件箱全部内容仅限审计人员和党委层面人员查看；其他人请用 branch= 查看本人负责的党支部")
+        return outbox_rows(s, status=status, branch=branch, limit=limit)
 
 
-def outbox_rows(s: Session, *, status: str | None, limit: int) -> list[dict[str, Any]]:
-    """The outbox table written by :mod:`notifications.outbox` (empty where that capability is absent)."""
-    from sqlalchemy import inspect as sa_inspect
-    from sqlalchemy import text
+def outbox_rows(s: Session, *, status: str | None, branch: str | None, limit: int) -> list[dict[str, Any]]:
+    """Rows of :mod:`notifications` (the outbox and its deliveries), newest first."""
+    from notifications.models import DeliveryRow, OutboxRow
 
-    if not sa_inspect(s.connection()).has_table("outbox"):
-        return []
-    cols = {c["name"] for c in sa_inspect(s.connection()).get_columns("outbox")}
-    wanted = [c for c in ("id", "dedup_key", "kind", "recipient", "to_addr", "subject", "status", "attempts",
-                          "created_at", "sent_at", "last_error") if c in cols]
-    q = f"SELECT {', '.join(wanted)} FROM outbox"  # noqa: S608 — column names come from the schema itself
-    params: dict[str, Any] = {"limit": limit}
-    if status and "status" in cols:
-        q += " WHERE status = :status"
-        params["status"] = status
-    q += " ORDER BY id DESC LIMIT :limit" if "id" in cols else " LIMIT :limit"
+    q = (
+        select(OutboxRow.id, OutboxRow.dedup_key, OutboxRow.kind, OutboxRow.rung, OutboxRow.branch_code,
+               OutboxRow.stage, OutboxRow.deadline, OutboxRow.supervision_order, OutboxRow.status.label("notice_status"),
+               OutboxRow.due_at, DeliveryRow.recipient, DeliveryRow.recipient_name, DeliveryRow.status,
+               DeliveryRow.attempts, DeliveryRow.sent_at, DeliveryRow.last_error)
+        .outerjoin(DeliveryRow, DeliveryRow.outbox_id == OutboxRow.id)
+        .order_by(OutboxRow.id.desc(), DeliveryRow.id)
+        .limit(limit)
+    )
+    if status:
+        q = q.where(DeliveryRow.status == status)
+    if branch:
+        q = q.where(OutboxRow.branch_code == branch)
     return [{k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in r._mapping.items()}
-            for r in s.execute(text(q), params)]
+            for r in s.execute(q)]

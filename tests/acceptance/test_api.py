@@ -159,3 +159,17 @@ def test_organisations_and_campaigns(site: Site) -> None:
     orgs = site.call("gb2", "GET", "/api/organisations").json()
     assert orgs == [{"code": "C1", "name": "测试学院党委", "general_branches": [{"code": "GB2", "name": "GB2", "branches": 2}]}]
     assert [c["year"] for c in site.call("sec1", "GET", "/api/campaigns").json()] == [2026]
+
+
+def test_the_outbox_shows_the_reminders_the_sweep_wrote(site: Site) -> None:
+    from scheduler.sweep import sweep
+
+    site.world.drive("B1", Stage.self_assessment)
+    with site.world.sessions() as s, s.begin():
+        sweep(s, now=at(4, 7, 9))  # self-assessment due 04-10: the 3-day reminder is due
+    rows = site.call("auditor", "GET", "/api/outbox", params={"branch": "B1"}).json()
+    assert rows and {r["branch_code"] for r in rows} == {"B1"}
+    assert any(r["recipient"] == "sec1@test.cn" and r["kind"] == "reminder" and r["status"] == "pending" for r in rows)
+    assert site.call("sec1", "GET", "/api/outbox", params={"branch": "B1"}).status_code == 200
+    assert site.call("sec2", "GET", "/api/outbox", params={"branch": "B1"}).status_code == 403
+    assert site.call("auditor", "GET", "/api/outbox", params={"status": "sent"}).json() == []
