@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifications.directory import Recipient
@@ -75,9 +76,20 @@ def _event_payloads(n: Notice) -> list[tuple[str, dict[str, Any]]]:
 
 
 def enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> None:
-    """Write the notices (outbox rows, deliveries, and for case notices the chained events) in bulk."""
+    """Write the notices (outbox rows, deliveries, and for case notices the chained events) in bulk.
+
+    Raises :class:`Conflict` when a case moved on meanwhile (its next ``seq`` is taken, or its version
+    changed) or another sweep wrote the same dedup key first; the caller rolls the batch back.
+    """
     if not notices:
         return
+    try:
+        _enqueue(session, notices, now=now)
+    except IntegrityError as exc:
+        raise Conflict("提醒扫描期间有支部被同时修改（或另一节点同时扫描），本次扫描未生效，下次扫描将重做") from exc
+
+
+def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> None:
     rows = [{
         "dedup_key": n.key, "campaign_id": n.campaign_id, "case_id": n.case_id, "branch_code": n.branch_code,
         "stage": n.stage, "deadline": n.deadline, "rung": n.rung, "kind": n.kind,

@@ -40,8 +40,11 @@ class TickResult:
 
 
 def run_sweep(engine: Engine, settings: Settings, *, now: dt.datetime, campaign: str | None = None) -> SweepStats:
-    with session_factory(engine)() as s, s.begin():
-        return sweep(s, now=now, campaign_code=campaign, org_department_email=settings.org_department_email)
+    with session_factory(engine)() as s:
+        stats = sweep(s, now=now, campaign_code=campaign, org_department_email=settings.org_department_email,
+                      checkpoint=s.commit)
+        s.commit()
+        return stats
 
 
 def run_dispatch(engine: Engine, settings: Settings, *, now: dt.datetime, transport: Transport | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +59,15 @@ def cn_date(d: dt.date) -> str:
 
 
 def sweep(session: Session, *, now: dt.datetime, campaign_code: str | None = None,
-          org_department_email: str = "", page: int = 1000) -> SweepStats:
-    """Enqueue every reminder, escalation and digest that became due up to ``now``; returns counts."""
+          org_department_email: str = "", page: int = 1000,
+          checkpoint: Callable[[], None] | None = None) -> SweepStats:
+    """Enqueue every reminder, escalation and digest that became due up to ``now``; returns counts.
+
+    ``checkpoint`` (e.g. the job's ``session.commit``) is called after each page, so a deadline day with
+    100,000 branches does not hold SQLite's write lock for the whole sweep. Each page's events and outbox
+    rows are still written together; after a crash the next sweep redoes the window (the watermark moves
+    last) and the unique dedup keys drop what is already there.
+    """
     stats = SweepStats()
     directory = Directory(session, org_department_email=org_department_email)
     q = select(CampaignRow).order_by(CampaignRow.id)
@@ -67,14 +75,15 @@ def sweep(session: Session, *, now: dt.datetime, campaign_code: str | None = Non
         q = q.where(CampaignRow.code == campaign_code)
     for camp_row in list(session.scalars(q)):
         stats.campaigns += 1
-        _sweep_campaign(session, camp_row, now=now, directory=directory, stats=stats, page=page)
+        _sweep_campaign(session, camp_row, now=now, directory=directory, stats=stats, page=page,
+                        checkpoint=checkpoint)
     stats.cancelled += cancel_stale(session)
     session.flush()
     return stats
 
 
 def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime, directory: Directory,
-                    stats: SweepStats, page: int) -> None:
+                    stats: SweepStats, page: int, checkpoint: Callable[[], None] | None) -> None:
     campaign = campaign_of(camp_row)
     sched = Schedule(campaign)
     mark = session.get(SweepStateRow, camp_row.id)
@@ -127,6 +136,8 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
                     stats.supervision_orders += int(n.supervision_order)
                 stats.deliveries += len(n.recipients) if n.status != SKIPPED else 0
             enqueue(session, fresh, now=now)
+            if checkpoint is not None:
+                checkpoint()
     due = sched.monthly_due(prev, now)
     if due is not None:
         stats.monthly += _monthly(session, camp_row, campaign, sched, directory, month=due[0], at=due[1], now=now)
