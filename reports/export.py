@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from workflow.audit import iso
 from workflow.models import Branch, CaseRow, EventRow
 from workflow.repository import get_branch, get_campaign_row
 
@@ -55,9 +56,8 @@ def _lines(session: Session, campaign: str, q: object, batch: int) -> Iterator[b
             .where(EventRow.case_id.in_(list(codes)))
             .order_by(EventRow.case_id, EventRow.seq)
         ):
-            body = json.loads(row.body)
             out.append(json.dumps({
-                "campaign": campaign, "branch": codes[row.case_id], "seq": row.seq, "at": body.get("at"),
+                "campaign": campaign, "branch": codes[row.case_id], "seq": row.seq, "at": iso(row.at),
                 "kind": row.kind, "actor": row.actor, "prev_hash": row.prev_hash, "hash": row.hash,
                 "body": row.body,
             }, ensure_ascii=False, separators=(",", ":")))

@@ -57,6 +57,7 @@ def test_export_has_every_event_with_its_chain(world: World, exported: Path) -> 
     assert mine[0]["prev_hash"] == "0" * 64 and mine[0]["kind"] == "opened"
     assert {e["branch"] for e in lines} == {"B1", "B2", "B3", "B4"}
     assert all(e["campaign"] == world.campaign for e in lines)
+    assert all(e["at"] == json.loads(e["body"])["at"] and e["actor"] == json.loads(e["body"])["actor"] for e in lines)
 
 
 def test_the_documented_snippet_verifies_an_export(tmp_path: Path, exported: Path) -> None:
