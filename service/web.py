@@ -9,6 +9,7 @@ and the person's input kept.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from collections import Counter
 from typing import Any
@@ -372,7 +373,7 @@ def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> di
         "card": card, "case": case, "perm": _permissions(actor, case), "timeline": timeline, "events": events,
         "rubric": rubric, "focus_points": FOCUS_POINTS, "values": _form_values(case),
         "bands": case.campaign.grading.scale.bands, "plan_rows": range(1, 6),
-        "band_labels": {b.code: b.grade for b in case.campaign.grading.scale.bands},
+        "band_labels": {b.code: b.grade for b in case.campaign.grading.scale.bands}, "invalid": set(),
         "signed": any(x["member"] == actor.email for x in case.state["signatures"]),
         "due_soon": card["days_left"] is not None and 0 <= card["days_left"] <= _reminder_days(case.campaign),
     }
@@ -559,6 +560,27 @@ async def branch_act(code: str, request: Request) -> Response:
     return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)
 
 
+FIELD_WORDS = {"到会": "attendance", "大会日期": "meeting_date", "有效票数": "ballots", "平均评分": "rating",
+               "党员发挥作用满意率": "sat_members", "书记在党员中满意率": "sat_secretary", "再次定级得分": "regrade_score",
+               "新截止日期": "new_deadline", "summary": "summary", "inspected_on": "inspected_on", "理由": "reason",
+               "evidence": "evidence", "异议": "text"}
+
+
+def invalid_fields(message: str) -> set[str]:
+    """The form fields an error message is about, so the page can mark them (rubric items, named fields)."""
+    out: set[str] = set()
+    for m in re.finditer(r"第 ([0-9A-Za-z._、-]+) 项(?:得分)?", message):
+        if "整改" not in message[max(0, m.start() - 6):m.start()]:
+            out.update(f"s_{i}" for i in m.group(1).split("、"))
+    for word, name in FIELD_WORDS.items():
+        if word in message:
+            out.add(name)
+    for key, label in FOCUS_POINTS.items():
+        if label in message:
+            out.add(f"f_{key}")
+    return out
+
+
 def _show_again(request: Request, actor: Actor, code: str, action: str, form: FormData, error: BranchflowError,
                 now: dt.datetime, back: str) -> Response:
     """The page the form came from, again, with the error beside the form and the person's input kept."""
@@ -580,6 +602,7 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
             return render(request, "error.html", {"title": "无法完成", "message": error.message},
                           status=error.http_status, actor=actor)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
+    ctx["invalid"] = invalid_fields(error.message)
     owner = {"record": "record", "record_advance": "record", "advance": "advance", "grade": "grade", "adjust": "grade",
              "sign": "grade", "publish": "publish", "resolve": "resolve", "complete": "complete", "extend": "extend"}
     err["top"] = not ctx["perm"].get(owner.get(action, ""), False)  # no form to show it beside: show it on top

@@ -36,6 +36,12 @@ def text_of(html: str) -> str:
     return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
 
 
+def input_tag(html: str, name: str) -> str:
+    m = re.search(rf'<input[^>]*\bname="{re.escape(name)}"[^>]*>', html)
+    assert m, f"no input named {name}"
+    return m.group(0)
+
+
 def test_pages_need_a_log_in_and_say_so_in_chinese(site: Site) -> None:
     c = browser(site)
     r = c.get("/branches/B1", follow_redirects=False)
@@ -97,7 +103,9 @@ def test_a_bad_self_assessment_shows_the_errors_in_place_and_changes_nothing(sit
     assert r.status_code == 422
     shown = text_of(r.text)
     assert "第 3 项得分 40 超出范围 0–" in shown
-    assert 'name="s_3" value="40"' in r.text and 'name="attendance" min="0" value="6"' in r.text  # input kept
+    assert 'value="40"' in input_tag(r.text, "s_3") and 'value="6"' in input_tag(r.text, "attendance")  # input kept
+    assert 'class="invalid"' in input_tag(r.text, "s_3")  # the wrong field is marked
+    assert 'class="invalid"' not in input_tag(r.text, "s_4")
     assert site.version("B1") == v
 
     data["s_3"] = "4"
@@ -105,6 +113,7 @@ def test_a_bad_self_assessment_shows_the_errors_in_place_and_changes_nothing(sit
     r = c.post("/branches/B1", data=data)
     assert r.status_code == 409
     assert "支部大会到会 3 人，未超过党员总数 10 人的半数" in text_of(r.text)
+    assert 'class="invalid"' in input_tag(r.text, "attendance")
     assert site.version("B1") == v  # the record did not half-apply without the advance
 
     data["attendance"] = "6"
