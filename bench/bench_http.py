@@ -137,7 +137,7 @@ def load(url: str, clients: int, seconds: float | None, jobs: list[tuple[str, st
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def report(name: str, lat: list[float], errors: int, wall: float) -> dict[str, float]:

@@ -19,12 +19,12 @@ from service.app import Runtime, runtime
 from service.auth import (
     TOKEN_MAX_AGE,
     NotAuthenticated,
+    Where,
     authenticate,
     may_see,
     require_see,
     sees_everything,
     visible_cases,
-    Where,
 )
 from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, service, views
@@ -67,7 +67,7 @@ def parse_time(value: str | None, what: str = "时间") -> dt.datetime | None:
         if len(value) == 10:
             t = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(23, 59, 59), tzinfo=TZ)
         else:
-            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            t = dt.datetime.fromisoformat(value)
             t = t if t.tzinfo else t.replace(tzinfo=TZ)
         return t.astimezone(dt.UTC)
     except (ValueError, OverflowError):

@@ -21,11 +21,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import Signer, secret_key
 from workflow.db import make_engine, session_factory
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from workflow.errors import BranchflowError, NotFound
 from workflow.settings import Settings
 

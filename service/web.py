@@ -274,9 +274,9 @@ def dashboard(request: Request) -> Response:
             late[r.stage] += int(r.late or 0)
         overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
     total = sum(stages.values())
-    stage_rows = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
+    stage_rows: list[dict[str, Any]] = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
                   for st in Stage]
-    grade_rows = [{"code": b.code, "label": b.grade, "n": grades.get(b.code, 0)} for b in camp.grading.scale.bands]
+    grade_rows: list[dict[str, Any]] = [{"code": b.code, "label": b.grade, "n": grades.get(b.code, 0)} for b in camp.grading.scale.bands]
     return render(request, "dashboard.html", {
         "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
         "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),

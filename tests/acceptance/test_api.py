@@ -72,7 +72,7 @@ def test_filters_on_the_branch_list(site: Site) -> None:
     w.drive("B1", Stage.self_assessment)
     w.drive("B3", Stage.member_evaluation)
     site.clock.now = at(4, 15)  # survey (3-31) and self-assessment (4-10) deadlines have passed
-    codes = lambda **q: [b["code"] for b in site.call("org", "GET", "/api/branches", params=q).json()]  # noqa: E731
+    codes = lambda **q: [b["code"] for b in site.call("org", "GET", "/api/branches", params=q).json()]
     assert codes(stage="survey") == ["B2", "B4"]
     assert codes(general_branch="GB2") == ["B3", "B4"]
     assert codes(overdue="true") == ["B1", "B2", "B4"]

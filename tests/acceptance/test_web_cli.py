@@ -26,7 +26,7 @@ def bf(tmp_path: Path):  # type: ignore[no-untyped-def]
     env.update(BRANCHFLOW_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
 
     def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=tmp_path, env=env, text=True,
+        r = subprocess.run([sys.executable, "-m", "service.cli", *args], check=False, cwd=tmp_path, env=env, text=True,
                            capture_output=True, timeout=120)
         assert r.returncode == code, f"{args} → {r.returncode}\n{r.stdout}\n{r.stderr}"
         return r
