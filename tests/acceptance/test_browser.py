@@ -50,6 +50,8 @@ def test_a_secretary_sees_the_deadline_files_the_scores_and_the_branch_advances(
     assert phone.locator("#s_1").input_value() == f"{rubric.items[0].max * 0.9:g}"  # the input is kept
     assert site.world.stage("B1") is Stage.self_assessment
     shot(phone, "03-branch-error-in-place")
+    phone.locator("#s_18").scroll_into_view_if_needed()
+    shot(phone, "03b-branch-error-fields-kept", full_page=False)
 
     phone.get_by_label("到会人数（党员 10 人）").fill("8")
     phone.get_by_role("button", name="保存并提交（进入下一环节）").click()
