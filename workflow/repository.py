@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from states.base import Role, Stage
 from workflow.audit import GENESIS, canonical, chain, iso
@@ -95,6 +97,7 @@ class LoadedCase:
     last_hash: str
     last_at: dt.datetime | None
     pending: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def stage(self) -> Stage:
@@ -200,10 +203,8 @@ def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.
     body = canonical(event)
     seq = case.row.version + len(case.pending) + 1
     digest = chain(case.last_hash, body)
-    session.add(
-        EventRow(case_id=case.row.id, seq=seq, kind=kind, at=at, actor=actor, body=body,
-                 prev_hash=case.last_hash, hash=digest)
-    )
+    case.rows.append({"case_id": case.row.id, "seq": seq, "kind": kind, "at": at, "actor": actor, "body": body,
+                      "prev_hash": case.last_hash, "hash": digest})
     case.last_hash = digest
     case.last_at = at
     case.pending.append(event)
@@ -211,17 +212,29 @@ def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.
 
 
 def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
-    """Write the projection with an optimistic version check (the flush raises on a lost race)."""
+    """Write the projection under an optimistic version check, then the new events.
+
+    Plain Core statements (not the unit of work): one UPDATE … WHERE version = old, which matches no
+    row when someone else moved the case first (raised as ``StaleDataError``), and one INSERT of the
+    events, whose (case_id, seq) unique key is a second line of defence.
+    """
     if not case.pending:
         return
     row = case.row
-    row.state = case.state
-    row.stage = case.state["stage"]
-    row.grade = current_grade(case.state)
-    row.deadline = effective_deadline(case.campaign, case.state)
-    row.updated_at = now
-    row.version = row.version + len(case.pending)
+    old, new = row.version, row.version + len(case.pending)
+    values = {"state": case.state, "stage": case.state["stage"], "grade": current_grade(case.state),
+              "deadline": effective_deadline(case.campaign, case.state), "updated_at": now, "version": new}
+    done = session.execute(update(_CASES).where(_CASES.c.id == row.id, _CASES.c.version == old).values(**values))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleDataError(f"case {row.id} is no longer at version {old}")
+    session.execute(insert(EventRow), case.rows)
+    for key, value in values.items():  # keep the loaded row truthful without marking it dirty
+        set_committed_value(row, key, value)
     case.pending = []
+    case.rows = []
+
+
+_CASES = CaseRow.__table__
 
 
 def open_cases(session: Session, campaign_row: CampaignRow, branches: list[tuple[int, str]], *,

@@ -110,9 +110,9 @@ def _load(session: Session, branch: str, campaign: str | None, expected_version:
 
 
 def _commit_point(session: Session, case: LoadedCase, now: dt.datetime) -> LoadedCase:
-    code = case.branch.code  # read before the flush: a failed flush expires every loaded object
-    save(session, case, now=now)
+    code = case.branch.code  # read before writing: a failed flush expires every loaded object
     try:
+        save(session, case, now=now)
         session.flush()
     except (StaleDataError, IntegrityError) as exc:
         raise Conflict(f"党支部 {code} 已被他人同时修改，本次操作未生效，请刷新后重试") from exc
