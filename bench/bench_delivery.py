@@ -27,21 +27,21 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiosmtplib  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
 
-from notifications.directory import Recipient  # noqa: E402
-from notifications.dispatch import dispatch  # noqa: E402
-from notifications.mailer import SmtpTransport  # noqa: E402
-from notifications.models import DeliveryRow  # noqa: E402
-from notifications.outbox import Notice, enqueue  # noqa: E402
-from notifications.render import build_message, notices_context, render  # noqa: E402
-from notifications.testing import free_port  # noqa: E402
-from workflow.campaigns import create_campaign  # noqa: E402
-from workflow.db import make_engine, session_factory  # noqa: E402
-from workflow.migrate import upgrade  # noqa: E402
-from workflow.models import CampaignRow  # noqa: E402
+from notifications.directory import Recipient
+from notifications.dispatch import dispatch
+from notifications.mailer import SmtpTransport
+from notifications.models import DeliveryRow
+from notifications.outbox import Notice, enqueue
+from notifications.render import build_message, notices_context, render
+from notifications.testing import free_port
+from workflow.campaigns import create_campaign
+from workflow.db import make_engine, session_factory
+from workflow.migrate import upgrade
+from workflow.models import CampaignRow
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 4, 7, 9, tzinfo=TZ)

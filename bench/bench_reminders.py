@@ -27,20 +27,20 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import select, text
 
-from notifications.directory import Recipient  # noqa: E402
-from notifications.models import DeliveryRow, OutboxRow  # noqa: E402
-from scheduler.sweep import sweep  # noqa: E402
-from states.base import Role  # noqa: E402
-from workflow import audit  # noqa: E402
-from workflow.campaigns import create_campaign  # noqa: E402
-from workflow.db import make_engine, session_factory  # noqa: E402
-from workflow.importer import OrgRow, import_rows  # noqa: E402
-from workflow.migrate import upgrade  # noqa: E402
-from workflow.models import Branch, CaseRow  # noqa: E402
-from workflow.people import add_person  # noqa: E402
-from workflow.repository import append, load_case, save  # noqa: E402
+from notifications.directory import Recipient
+from notifications.models import DeliveryRow, OutboxRow
+from scheduler.sweep import sweep
+from states.base import Role
+from workflow import audit
+from workflow.campaigns import create_campaign
+from workflow.db import make_engine, session_factory
+from workflow.importer import OrgRow, import_rows
+from workflow.migrate import upgrade
+from workflow.models import Branch, CaseRow
+from workflow.people import add_person
+from workflow.repository import append, load_case, save
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -17,6 +17,10 @@ from workflow.db import session_factory
 from workflow.settings import Settings
 
 
+def _counts(rows: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in rows}
+
+
 def daily_tick(engine: Engine, mail_dir: Path) -> Callable[[dt.datetime], None]:
     """The ``on_day`` hook of the demo's simulation: one sweep and one dispatch, mails as ``.eml`` files."""
     settings = Settings(data_dir=mail_dir.parent, smtp_host="")
@@ -30,11 +34,11 @@ def daily_tick(engine: Engine, mail_dir: Path) -> Callable[[dt.datetime], None]:
 
 def mail_summary(engine: Engine, mail_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
     with session_factory(engine)() as s:
-        kinds = Counter(dict(s.execute(select(OutboxRow.kind, func.count())
+        kinds = Counter(_counts(s.execute(select(OutboxRow.kind, func.count())
                                        .where(OutboxRow.status != SKIPPED).group_by(OutboxRow.kind)).all()))
         orders = s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.supervision_order.is_(True))) or 0
         skipped = s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.status == SKIPPED)) or 0
-        statuses = Counter(dict(s.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all()))
+        statuses = Counter(_counts(s.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all()))
         samples = s.execute(select(OutboxRow.kind, OutboxRow.supervision_order, OutboxRow.context)
                             .where(OutboxRow.status != SKIPPED, OutboxRow.kind.in_(["reminder", "escalation"]))
                             .order_by(OutboxRow.supervision_order.desc(), OutboxRow.due_at).limit(1)).all()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -182,9 +181,9 @@ def _report_dead(s: Session, dead: list[tuple[int, str, str, int | None, str, st
     for cid in s.scalars(select(Committee.id).order_by(Committee.id)):
         for p in directory.org_department(cid):
             org.setdefault(p.email, p)
-    campaign_of_delivery = dict(s.execute(
+    campaign_of_delivery: dict[int, int] = {int(a): int(b) for a, b in s.execute(
         select(DeliveryRow.id, OutboxRow.campaign_id).join(OutboxRow, OutboxRow.id == DeliveryRow.outbox_id)
-        .where(DeliveryRow.id.in_([d[0] for d in dead]))).all())
+        .where(DeliveryRow.id.in_([d[0] for d in dead]))).all()}
     notices = []
     for did, recipient, subject, code, error, family in dead:
         dl = DeadLetterRow(delivery_id=did, recipient=recipient, code=code, error=error, at=now,

@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,7 +102,7 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
         ids.update({k: oid for oid, k in res.all()})
     deliveries = [{
         "outbox_id": ids[n.key], "recipient": r.email, "recipient_name": r.name[:100], "status": PENDING,
-        "attempts": 0, "next_attempt_at": n.due_at if n.due_at <= now else now,
+        "attempts": 0, "next_attempt_at": min(n.due_at, now),
     } for n in notices if n.status == QUEUED for r in n.recipients]
     for i in range(0, len(deliveries), 2000):
         session.execute(insert(DeliveryRow), deliveries[i:i + 2000])
@@ -126,6 +126,7 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
         session.execute(insert(EventRow), events[i:i + 2000])
     if versions:
         t = CaseRow.__table__
+        assert isinstance(t, Table)
         stmt = (update(t).where(t.c.id == bindparam("_id"), t.c.version == bindparam("_old"))
                 .values(version=bindparam("_new"), updated_at=bindparam("_at")))
         conn = session.connection()
@@ -157,10 +158,10 @@ def cancel_stale(session: Session, case_ids: list[int] | None = None) -> int:
         part = stale[i:i + 500]
         n += session.execute(update(DeliveryRow).where(DeliveryRow.outbox_id.in_(part), DeliveryRow.status == PENDING)
                              .values(status=CANCELLED, claim_token=None, claimed_until=None)
-                             .execution_options(synchronize_session=False)).rowcount
+                             .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(part)).values(status=CANCELLED)
                         .execution_options(synchronize_session=False))
     return n
 
 
-__all__ = ["Notice", "enqueue", "existing_keys", "cancel_stale", "QUEUED", "SKIPPED", "CANCELLED"]
+__all__ = ["CANCELLED", "QUEUED", "SKIPPED", "Notice", "cancel_stale", "enqueue", "existing_keys"]

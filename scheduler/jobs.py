@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -102,13 +103,13 @@ class LeaderLock:
 
 def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], dt.datetime] | None = None,
                     sweep_seconds: int = 300, dispatch_seconds: int = 60, transport: Transport | None = None,
-                    lock: LeaderLock | None = None):  # type: ignore[no-untyped-def]
+                    lock: LeaderLock | None = None) -> Any:
     """An APScheduler ``BackgroundScheduler`` (not started) running the sweep and the dispatcher.
 
     ``clock`` is read once per job run (default: the real UTC clock). The caller starts it, and on
     shutdown calls ``scheduler.shutdown()`` then ``scheduler.branchflow_lock.release()``.
     """
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
     read_clock = clock or (lambda: dt.datetime.now(dt.UTC))
     leader = lock or LeaderLock(engine)

@@ -162,11 +162,11 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
         reason = f"与 {decision.send.id} 同一时间发出，已并入该邮件" if merged else "已过时（停机或延误后补扫），未发送"  # type: ignore[union-attr]
         out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
                           rung=rung.id, due_at=due_at, status=SKIPPED, context={"reason": reason}, **base))
-    rung = decision.send
-    if rung is None:
+    if decision.send is None:
         return out
+    rung = decision.send
     secretary = Recipient(email=r.secretary_email, name=r.secretary_name)
-    gb_code, gb_name, _ = directory.general_branch(r.general_branch_id)
+    _, gb_name, _ = directory.general_branch(r.general_branch_id)
     roles = owner_roles(stage) if rung.kind == REMINDER else [ESCALATION_ROLES[t] for t in decision.to or rung.to]
     recipients = directory.resolve(roles, committee_id=r.committee_id, gb_id=r.general_branch_id, secretary=secretary)
     today = sched.local_date(now)
@@ -175,7 +175,7 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
                         last_activity=r.last_activity, secretary_violation=r.secretary_violation)
     try:
         missing = [str(u) for u in spec_for(stage).can_leave(r.state, campaign, facts, now=now)]
-    except Exception:  # a rule that cannot judge this case must not stop everyone's reminders
+    except Exception:  # noqa: BLE001 - a rule that cannot judge this case must not stop everyone's reminders
         missing = []
     context: dict[str, Any] = {
         "campaign": campaign.name, "branch_code": r.code, "branch_name": r.name, "general_branch": gb_name,
@@ -203,6 +203,10 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
     return out
 
 
+def _counts(rows: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in rows}
+
+
 def _monthly(session: Session, camp_row: CampaignRow, campaign: Campaign, sched: Schedule, directory: Directory,
              *, month: str, at: dt.datetime, now: dt.datetime) -> int:
     """One progress digest (月调度) per month to the organisation department: counts, not one mail per branch."""
@@ -210,9 +214,9 @@ def _monthly(session: Session, camp_row: CampaignRow, campaign: Campaign, sched:
     if existing_keys(session, [key]):
         return 0
     today = sched.local_date(now)
-    by_stage = dict(session.execute(
+    by_stage: dict[str, int] = _counts(session.execute(
         select(CaseRow.stage, func.count()).where(CaseRow.campaign_id == camp_row.id).group_by(CaseRow.stage)).all())
-    overdue = dict(session.execute(
+    overdue: dict[str, int] = _counts(session.execute(
         select(CaseRow.stage, func.count()).where(CaseRow.campaign_id == camp_row.id, CaseRow.deadline < today,
                                                   CaseRow.stage != Stage.accepted.value)
         .group_by(CaseRow.stage)).all())
@@ -223,7 +227,7 @@ def _monthly(session: Session, camp_row: CampaignRow, campaign: Campaign, sched:
         .where(CaseRow.campaign_id == camp_row.id, CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value)
         .group_by(GeneralBranch.name).order_by(func.count().desc())).all()
     month_start = at - dt.timedelta(days=31)
-    sent = Counter(dict(session.execute(
+    sent = Counter(_counts(session.execute(
         select(OutboxRow.kind, func.count()).where(OutboxRow.campaign_id == camp_row.id,
                                                    OutboxRow.due_at > month_start, OutboxRow.due_at <= now,
                                                    OutboxRow.status != SKIPPED)

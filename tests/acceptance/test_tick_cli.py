@@ -27,7 +27,7 @@ class CLI:
         self.env["PYTHONPATH"] = str(ROOT)
 
     def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=self.tmp, env={**self.env, **(env or {})},
+        r = subprocess.run([sys.executable, "-m", "service.cli", *args], check=False, cwd=self.tmp, env={**self.env, **(env or {})},
                            text=True, capture_output=True, timeout=120)
         assert r.returncode == code, f"{args} → {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
         return r

@@ -89,9 +89,8 @@ def test_a_case_changed_meanwhile_makes_the_batch_write_nothing(sessions: sessio
                        case_id=case.row.id, branch_code="B1", stage="survey", deadline=dt.date(2026, 3, 31),
                        version=case.version - 1 if case.version > 1 else 0, last_hash=case.last_hash,
                        last_at=case.last_at)
-    with pytest.raises(Conflict, match="本次扫描未生效"):
-        with sessions() as s, s.begin():
-            enqueue(s, [stale], now=at(3, 28))
+    with pytest.raises(Conflict, match="本次扫描未生效"), sessions() as s, s.begin():
+        enqueue(s, [stale], now=at(3, 28))
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(OutboxRow)) == 0
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "reminded")) == 0
