@@ -224,10 +224,10 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
     old, new = row.version, row.version + len(case.pending)
     values = {"state": case.state, "stage": case.state["stage"], "grade": current_grade(case.state),
               "deadline": effective_deadline(case.campaign, case.state), "updated_at": now, "version": new}
-    done = session.execute(update(_CASES).where(_CASES.c.id == row.id, _CASES.c.version == old).values(**values))
+    done = session.execute(_SAVE, {"b_id": row.id, "b_old": old, **{f"b_{k}": v for k, v in values.items()}})
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleDataError(f"case {row.id} is no longer at version {old}")
-    session.execute(insert(EventRow), case.rows)
+    session.execute(_INSERT_EVENTS, case.rows)
     for key, value in values.items():  # keep the loaded row truthful without marking it dirty
         set_committed_value(row, key, value)
     case.pending = []
@@ -235,6 +235,13 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
 
 
 _CASES = CaseRow.__table__
+# Built once (building and cache-keying a statement per call cost more than running it).
+_SAVE = (
+    update(_CASES)
+    .where(_CASES.c.id == bindparam("b_id"), _CASES.c.version == bindparam("b_old"))
+    .values({c: bindparam(f"b_{c}") for c in ("state", "stage", "grade", "deadline", "updated_at", "version")})
+)
+_INSERT_EVENTS = insert(EventRow.__table__)
 
 
 def open_cases(session: Session, campaign_row: CampaignRow, branches: list[tuple[int, str]], *,
