@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.directory import Directory, Recipient
@@ -142,14 +142,12 @@ def _mark(s: Session, groups: list[_Group], outcomes: dict[int, Outcome], *, now
           stats: DispatchStats, org_department_email: str, messages: dict[int, Any]) -> None:
     dead_reports: list[tuple[int, str, str, int | None, str, str]] = []  # delivery, recipient, subject, code, error, family
     mine = DeliveryRow.claim_token == token
+    sent: list[dict[str, Any]] = []
     for i, g in enumerate(groups):
         out = outcomes[i]
         if out.status == SENT:
-            s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(g.ids), mine)
-                      .values(status=DELIVERED, sent_at=now, attempts=DeliveryRow.attempts + 1,
-                              message_id=str(messages[i]["Message-ID"]), claim_token=None, claimed_until=None,
-                              last_error=None)
-                      .execution_options(synchronize_session=False))
+            mid = str(messages[i]["Message-ID"])
+            sent.extend({"_id": did, "_mid": mid} for did in g.ids)
             stats.messages += 1
             stats.delivered += len(g.ids)
             continue
@@ -169,6 +167,12 @@ def _mark(s: Session, groups: list[_Group], outcomes: dict[int, Outcome], *, now
                       .execution_options(synchronize_session=False))
             stats.dead += 1
             dead_reports.append((did, g.recipient, g.subject, out.code, error, g.family))
+    if sent:  # one executemany for the whole batch
+        t = DeliveryRow.__table__
+        assert isinstance(t, Table)
+        s.execute(update(t).where(t.c.id == bindparam("_id"), t.c.claim_token == token)
+                  .values(status=DELIVERED, sent_at=now, attempts=t.c.attempts + 1, message_id=bindparam("_mid"),
+                          claim_token=None, claimed_until=None, last_error=None), sent)
     if dead_reports:
         _report_dead(s, dead_reports, now=now, org_department_email=org_department_email, stats=stats)
 
