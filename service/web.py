@@ -134,9 +134,9 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
-def _reminder_days(case_campaign: Any) -> int:
-    offsets = case_campaign.reminders.offsets_days if hasattr(case_campaign, "reminders") else [7]
-    return max(offsets or [7])
+def _reminder_days(campaign: Any) -> int:
+    """How many days before a deadline the campaign starts reminding: the page flags the same window."""
+    return max(campaign.reminders.offsets_days or [7])
 
 
 # --- log-in -----------------------------------------------------------------------------------------
