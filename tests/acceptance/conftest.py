@@ -86,6 +86,17 @@ class Site:
                 self._tokens[who] = self.app.state.runtime.signer.issue(person, api=True)
         return self._tokens[who]
 
+    def page_client(self, who: str | None) -> TestClient:
+        """A client holding ``who``'s page session cookie (signed here, as the log-in form would)."""
+        from service.auth import SESSION_COOKIE
+        from workflow.repository import person_by_email
+
+        c = TestClient(self.app, base_url="http://testserver")
+        if who:
+            with self.world.sessions() as s:
+                c.cookies.set(SESSION_COOKIE, self.app.state.runtime.signer.issue(person_by_email(s, PEOPLE.get(who, who))))
+        return c
+
     def headers(self, who: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(who)}"} if who else {}
 

@@ -166,3 +166,20 @@ def test_the_secretary_of_a_branch_may_not_sign_its_grade(site: Site) -> None:
     r = site.call("m3@test.cn", "POST", "/api/branches/B4/sign")
     assert r.status_code == 403 and "本支部" in r.json()["message"]
     assert site.call("m3@test.cn", "POST", "/api/branches/B3/sign").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/me", "/api/campaigns", "/api/organisations"])
+def test_everyone_logged_in_may_read_who_they_are_and_the_campaigns(site: Site, path: str) -> None:
+    for who in ALL:
+        r = site.call(who, "GET", path)
+        assert r.status_code == (401 if who is None else 200), (who, r.text)
+
+
+def test_organisations_show_each_person_their_part(site: Site) -> None:
+    def gbs(who: str) -> list[str]:
+        return [g["code"] for c in site.call(who, "GET", "/api/organisations").json() for g in c["general_branches"]]
+
+    assert {who: gbs(who) for who in PEOPLE} == {
+        "sec1": ["GB1"], "sec2": ["GB1"], "gb1": ["GB1"], "gb2": ["GB2"], "org": ["GB1", "GB2"],
+        "m1": ["GB1", "GB2"], "m2": ["GB1", "GB2"], "auditor": ["GB1", "GB2"],
+    }

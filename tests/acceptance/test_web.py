@@ -198,3 +198,23 @@ def test_logging_out_ends_the_session(site: Site, path: str) -> None:
     assert page.status_code == 200
     c.post("/logout", data={"csrf": csrf_of(page.text)})
     assert c.get(path, follow_redirects=False).status_code == 303
+
+
+PAGES = ["/", "/dashboard", "/branches", "/branches/B1", "/committee", "/publicity", "/audit?branch=B1&at=2026-03-25"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_for_every_role(site: Site, path: str) -> None:
+    """The page matrix: who gets each page (the publicity page is public; B1's pages are for those
+    responsible for B1; everything else needs a log-in)."""
+    for who in [*PEOPLE, None]:
+        r = site.page_client(who).get(path, follow_redirects=False)
+        if who is None:
+            expected = 200 if path == "/publicity" else 303
+        elif "B1" in path and who in ("sec2", "gb2"):
+            expected = 403
+        else:
+            expected = 200
+        assert r.status_code == expected, (who, path, r.status_code)
+        if expected == 200:
+            assert "<html lang=\"zh-CN\">" in r.text and "分类定级" in r.text
