@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ SESSION_COOKIE = "bf_session"
 CSRF_COOKIE = "bf_csrf"
 SESSION_MAX_AGE = 12 * 3600
 TOKEN_MAX_AGE = 24 * 3600
+LONGEST_TOKEN_DAYS = 366  # `branchflow user token --days`: for other systems calling the API
 MIN_PASSWORD = 6
 
 _hasher = PasswordHasher()
@@ -106,21 +108,32 @@ class Signer:
         self._session = URLSafeTimedSerializer(secret, salt="branchflow-session")
         self._token = URLSafeTimedSerializer(secret, salt="branchflow-api-token")
 
-    def issue(self, person: Person, *, api: bool = False) -> str:
+    def issue(self, person: Person, *, api: bool = False, days: int | None = None) -> str:
+        """A session cookie, or an API token (24 hours; ``days`` for another system's longer-lived one)."""
         s = self._token if api else self._session
-        return s.dumps({"e": person.email, "f": _fingerprint(person.password_hash)})
+        data: dict[str, Any] = {"e": person.email, "f": _fingerprint(person.password_hash)}
+        if api and days is not None:
+            if not 1 <= days <= LONGEST_TOKEN_DAYS:
+                raise InvalidInput(f"令牌有效期须为 1–{LONGEST_TOKEN_DAYS} 天")
+            data["x"] = int(time.time()) + days * 86400
+        return s.dumps(data)
 
     def read(self, session: Session, token: str, *, api: bool = False) -> Actor:
         """The actor named by a valid token; :class:`NotAuthenticated` when it is bad, expired or revoked."""
         s = self._token if api else self._session
         try:
-            data = s.loads(token, max_age=TOKEN_MAX_AGE if api else SESSION_MAX_AGE)
+            data = s.loads(token, max_age=LONGEST_TOKEN_DAYS * 86400 if api else SESSION_MAX_AGE)
         except SignatureExpired:
             raise NotAuthenticated("登录已过期，请重新登录") from None
         except BadSignature:
             raise NotAuthenticated("登录凭据无效，请重新登录") from None
         if not isinstance(data, dict) or not isinstance(data.get("e"), str):
             raise NotAuthenticated("登录凭据无效，请重新登录")
+        if api:
+            _, issued = s.loads(token, return_timestamp=True)
+            expires = data.get("x") if isinstance(data.get("x"), int) else issued.timestamp() + TOKEN_MAX_AGE
+            if time.time() > expires:
+                raise NotAuthenticated("令牌已过期，请重新取得令牌")
         person = session.scalar(select(Person).where(Person.email == data["e"]))
         if person is None or not person.password_hash or _fingerprint(person.password_hash) != data.get("f"):
             raise NotAuthenticated("密码已更改或账号已停用，请重新登录")

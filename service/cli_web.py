@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from states.base import Role
+from workflow.errors import InvalidInput
 
 
 def _ctx() -> Any:
@@ -52,6 +53,23 @@ def register(cli: click.Group) -> None:
         with _ctx().tx() as s:
             set_password(s, email, password)
         click.echo(f"已为 {email.strip().lower()} 设置新密码；此前的登录已失效")
+
+    @user.command("token")
+    @click.argument("email")
+    @click.option("--days", type=int, default=30, show_default=True, help="有效天数（1–366）")
+    def user_token(email: str, days: int) -> None:
+        """为其他系统签发 API 令牌（以该账号的身份和角色调用；改密码即作废）。"""
+        from service.auth import Signer, secret_key
+        from workflow.repository import person_by_email
+
+        settings = _ctx().settings
+        with _ctx().tx() as s:
+            person = person_by_email(s, email)
+            if not person.password_hash:
+                raise InvalidInput(f"{person.email} 尚未设置密码：先用 user passwd 设置，令牌随密码更改而作废")
+            token = Signer(secret_key(settings)).issue(person, api=True, days=days)
+        click.echo(token)
+        click.echo(f"以上为 {person.email} 的 API 令牌，{days} 天内有效；请求头：Authorization: Bearer <令牌>", err=True)
 
     @cli.command("web")
     @click.option("--host", default="127.0.0.1", show_default=True, help="监听地址")

@@ -39,6 +39,19 @@ def test_a_forged_or_page_session_token_is_not_an_api_token(site: Site) -> None:
         assert r.status_code == 401 and r.json()["error"] == "NotAuthenticated"
 
 
+def test_an_expired_long_lived_token_is_refused(site: Site) -> None:
+    from workflow.repository import person_by_email
+
+    signer = site.app.state.runtime.signer
+    with site.world.sessions() as s:
+        person = person_by_email(s, "org@test.cn")
+        good = signer.issue(person, api=True, days=90)
+        payload = {"e": person.email, "f": signer._token.loads(good)["f"], "x": 1_000_000}  # expired in 1970
+    assert site.client.get("/api/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    r = site.client.get("/api/me", headers={"Authorization": f"Bearer {signer._token.dumps(payload)}"})
+    assert r.status_code == 401 and "令牌已过期" in r.json()["message"]
+
+
 def test_changing_the_password_revokes_earlier_tokens(site: Site) -> None:
     assert site.call("sec1", "GET", "/api/me").status_code == 200
     with site.world.sessions() as s, s.begin():

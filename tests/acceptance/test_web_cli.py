@@ -70,7 +70,12 @@ def test_accounts_from_the_command_line_log_in_to_the_served_pages_and_api(bf) -
         rows = httpx.get(url + "/api/branches", headers={"Authorization": f"Bearer {token}"}).json()
         assert [(b["code"], b["stage_label"], b["deadline"]) for b in rows] == [("T01", "调查摸底", "2026-03-31")]
 
+        system = bf("user", "token", "audit@x.cn", "--days", "90").stdout.strip()  # for another system
+        r = httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {system}"})
+        assert r.status_code == 200 and r.json()["email"] == "audit@x.cn"
+
         bf("user", "passwd", "audit@x.cn", "--password", "second-pass")
+        assert httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {system}"}).status_code == 401
         r = httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401 and "密码已更改" in r.json()["message"]
         assert httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "first-pass"}).status_code == 401
