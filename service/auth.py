@@ -131,7 +131,8 @@ class Signer:
             raise NotAuthenticated("登录凭据无效，请重新登录")
         if api:
             _, issued = s.loads(token, return_timestamp=True)
-            expires = data.get("x") if isinstance(data.get("x"), int) else issued.timestamp() + TOKEN_MAX_AGE
+            x = data.get("x")
+            expires = float(x) if isinstance(x, int) else issued.timestamp() + TOKEN_MAX_AGE
             if time.time() > expires:
                 raise NotAuthenticated("令牌已过期，请重新取得令牌")
         person = session.scalar(select(Person).where(Person.email == data["e"]))

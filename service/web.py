@@ -136,7 +136,7 @@ def _safe_next(target: str | None) -> str:
 
 def _reminder_days(campaign: Any) -> int:
     """How many days before a deadline the campaign starts reminding: the page flags the same window."""
-    return max(campaign.reminders.offsets_days or [7])
+    return int(max(campaign.reminders.offsets_days or [7]))
 
 
 # --- log-in -----------------------------------------------------------------------------------------
