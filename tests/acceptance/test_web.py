@@ -218,3 +218,41 @@ def test_every_page_for_every_role(site: Site, path: str) -> None:
         assert r.status_code == expected, (who, path, r.status_code)
         if expected == 200:
             assert "<html lang=\"zh-CN\">" in r.text and "分类定级" in r.text
+
+
+def test_a_branch_goes_through_every_stage_by_the_web_forms(site: Site) -> None:
+    """Every stage's form, filled in as people would, moves B1 from the survey to accepted."""
+    w = site.world
+
+    def submit(who: str, fields: dict[str, str], when: object) -> str:
+        site.clock.now = when  # type: ignore[assignment]
+        c = site.page_client(who)
+        page = c.get("/branches/B1")
+        assert page.status_code == 200
+        r = c.post("/branches/B1", data={"csrf": csrf_of(page.text), **fields})
+        assert r.status_code == 200 and "notice" in r.text, text_of(r.text)[:600]
+        return text_of(r.text)
+
+    survey = {f"f_{k}": "yes" for k in ("organisation", "leadership", "rules", "direction", "activities", "role", "support")}
+    assert "进入“支部自评”" in submit("gb1", {**survey, "action": "record_advance"}, at(3, 20))
+    scores = {f"s_{i}": "4" for i in range(1, 19)}
+    submit("sec1", {**scores, "meeting_date": "2026-04-01", "attendance": "7", "action": "record_advance"}, at(4, 2))
+    tally = {"ballots": "12", "rating": "86", "sat_members": "90", "sat_secretary": "92", "action": "record_advance"}
+    assert "进入“党委评定”" in submit("gb1", tally, at(4, 12))
+    assert "已计算：总分" in submit("m1", {"action": "grade"}, at(4, 20, 9))
+    submit("m1", {"action": "sign"}, at(4, 20, 10))
+    submit("m2", {"action": "sign"}, at(4, 20, 11))
+    assert "已推进到“公示”环节" in submit("org", {"action": "advance"}, at(4, 20, 12))
+    assert "已发布公示" in submit("org", {"action": "publish"}, at(4, 20, 13))
+    assert "已推进到“整改（晋位升级）”环节" in submit("org", {"action": "advance"}, at(5, 10))
+    plan = {"problem_1": "组织生活不规范", "measure_1": "每月主题党日", "due_1": "2026-07-31", "contact_1": "委员1",
+            "self_analysis": "对照标准查找不足。", "submitted": "1", "action": "record"}
+    assert "已保存" in submit("sec1", plan, at(5, 20))
+    assert "第 1 项已登记完成" in submit("sec1", {"action": "complete", "item": "1", "evidence": "已完成，附记录。"}, at(7, 1))
+    assert "已推进到“检查验收”环节" in submit("sec1", {"action": "advance"}, at(7, 2))
+    accept = {"passed": "yes", "inspected_on": "2026-09-01", "regrade_score": "91", "summary": "整改到位，验收通过。",
+              "action": "record_advance"}
+    assert "进入“已验收”" in submit("gb1", accept, at(9, 1))
+    assert w.stage("B1") is Stage.accepted
+    page = text_of(site.page_client("auditor").get("/audit", params={"branch": "B1", "verify": "1"}).text)
+    assert "校验通过" in page and "当时环节 已验收" in page
