@@ -11,6 +11,7 @@ once per sweep, so the cost does not grow with the number of branches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,10 +37,15 @@ class Recipient:
 
 
 def owner_roles(stage: Stage) -> list[Role]:
+    return list(_owner_roles(stage))
+
+
+@lru_cache(maxsize=16)
+def _owner_roles(stage: Stage) -> tuple[Role, ...]:
     roles = set(spec_for(stage).recorders)
     if len(roles) > 1:
         roles.discard(Role.org_department)
-    return [r for r in Role if r in roles]
+    return tuple(r for r in Role if r in roles)
 
 
 class Directory:
@@ -52,6 +58,8 @@ class Directory:
         self._committee: dict[tuple[int, Role], list[Recipient]] = {}
         self._committee_code: dict[int, str] = {}
         self._size: dict[int, int] = {}
+        self._contact: dict[tuple[tuple[Role, ...], int, int | None], str] = {}
+        self._resolved: dict[tuple[tuple[Role, ...], int, int | None], list[Recipient]] = {}
 
     def _people(self, role: Role, scope: str) -> list[Recipient]:
         rows = self.session.execute(
@@ -109,6 +117,15 @@ class Directory:
     def resolve(self, roles: list[Role], *, committee_id: int, gb_id: int | None,
                 secretary: Recipient) -> list[Recipient]:
         """The people in ``roles`` for this branch; the organisation department when nobody is found."""
+        if Role.branch_secretary not in roles:  # the same for every branch of the unit: look up once
+            key = (tuple(roles), committee_id, gb_id)
+            if key not in self._resolved:
+                self._resolved[key] = self._resolve(roles, committee_id=committee_id, gb_id=gb_id, secretary=secretary)
+            return self._resolved[key]
+        return self._resolve(roles, committee_id=committee_id, gb_id=gb_id, secretary=secretary)
+
+    def _resolve(self, roles: list[Role], *, committee_id: int, gb_id: int | None,
+                 secretary: Recipient) -> list[Recipient]:
         out: dict[str, Recipient] = {}
         for role in roles:
             for p in self.for_role(role, committee_id=committee_id, gb_id=gb_id, secretary=secretary):
@@ -120,6 +137,12 @@ class Directory:
 
     def contact(self, roles: list[Role], *, committee_id: int, gb_id: int | None) -> str:
         """Whom the recipients may ask: their general-branch secretary, else the organisation department."""
+        key = (tuple(roles), committee_id, gb_id)
+        if key not in self._contact:
+            self._contact[key] = self._contact_text(roles, committee_id=committee_id, gb_id=gb_id)
+        return self._contact[key]
+
+    def _contact_text(self, roles: list[Role], *, committee_id: int, gb_id: int | None) -> str:
         people: list[Recipient] = []
         if Role.branch_secretary in roles:
             people = self.general_branch(gb_id)[2]
