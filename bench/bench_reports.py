@@ -27,15 +27,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from workflow.audit import GENESIS, canonical, chain, iso  # noqa: E402
-from workflow.campaign import preset_text  # noqa: E402
-from workflow.case import apply, current_grade, new_state  # noqa: E402
-from workflow.db import make_engine, session_factory  # noqa: E402
-from workflow.migrate import upgrade  # noqa: E402
-from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch  # noqa: E402
-from workflow.repository import campaign_of, effective_deadline  # noqa: E402
+from workflow.audit import GENESIS, canonical, chain, iso
+from workflow.campaign import preset_text
+from workflow.case import apply, current_grade, new_state
+from workflow.db import make_engine, session_factory
+from workflow.migrate import upgrade
+from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch
+from workflow.repository import campaign_of, effective_deadline
 
 YEAR = 2026
 TZ8 = dt.timezone(dt.timedelta(hours=8))
@@ -154,7 +154,7 @@ def build(path: Path, n: int) -> None:
                 for seq, (e, body) in enumerate([(opened, canonical(opened)), *zip(evs, bodies)], 1):
                     h = chain(prev, body)
                     events.append({"case_id": i + 1, "seq": seq, "kind": e["kind"], "actor": e["actor"], "body": body,
-                                   "at": dt.datetime.fromisoformat(e["at"].replace("Z", "+00:00")), "prev_hash": prev,
+                                   "at": dt.datetime.fromisoformat(e["at"]), "prev_hash": prev,
                                    "hash": h})
                     prev = h
                 cases.append({"id": i + 1, "campaign_id": 1, "branch_id": i + 1, "stage": state["stage"],

@@ -27,7 +27,7 @@ from workflow.repository import campaign_of, get_campaign_row
 
 FORMATS = tuple(WRITERS)
 
-__all__ = ["FORMATS", "FORMS", "Rendered", "render", "form_names"]
+__all__ = ["FORMATS", "FORMS", "Rendered", "form_names", "render"]
 
 
 @dataclass(kw_only=True)

@@ -21,12 +21,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from reports.snapshots import Scope, Snapshot
 from states.base import Stage
 from workflow.campaign import BRANCH_TYPE_LABELS, Campaign
 from workflow.case import State
 from workflow.repository import effective_deadline
-
-from reports.snapshots import Scope, Snapshot
 
 Cell = str | int | float | None
 Row = list[Cell]
@@ -78,7 +77,7 @@ class Form:
     label: ClassVar[str]
     landscape: ClassVar[bool] = False
     per_branch: ClassVar[bool] = True
-    columns: ClassVar[list[Column]]
+    columns: ClassVar[tuple[Column, ...]]
 
     def __init__(self, ctx: FormContext) -> None:
         self.ctx = ctx
@@ -134,13 +133,13 @@ class Summary(_GradeTotals):
 
     name = "summary"
     label = "党支部分类定级汇总表"
-    columns = [
+    columns = (
         Column(header="序号", width=6, number=True),
         Column(header="所属党委（党总支）", width=24, wrap=True),
         Column(header="党支部名称", width=32, wrap=True),
         Column(header="评分分数", width=11, number=True),
         Column(header="分类定级结果", width=14),
-    ]
+    )
 
     def rows(self, snapshots: Iterable[Snapshot]) -> Iterator[Row]:
         for n, s in enumerate(snapshots, 1):
@@ -155,7 +154,7 @@ class Overview(_GradeTotals):
     name = "overview"
     label = "基层党组织分类定级情况一览表"
     landscape = True
-    columns = [
+    columns = (
         Column(header="序号", width=6, number=True),
         Column(header="所属党总支", width=18, wrap=True),
         Column(header="党支部名称", width=28, wrap=True),
@@ -168,7 +167,7 @@ class Overview(_GradeTotals):
         Column(header="评分分数", width=10, number=True),
         Column(header="分类定级结果", width=13),
         Column(header="一票否决", width=22, wrap=True),
-    ]
+    )
 
     def rows(self, snapshots: Iterable[Snapshot]) -> Iterator[Row]:
         today = self.ctx.local_as_of.date()
@@ -192,7 +191,7 @@ class Rectification(Form):
     name = "rectification"
     label = "党支部整改汇总表"
     landscape = True
-    columns = [
+    columns = (
         Column(header="序号", width=6, number=True),
         Column(header="党支部名称", width=26, wrap=True),
         Column(header="存在的主要问题", width=36, wrap=True),
@@ -200,7 +199,7 @@ class Rectification(Form):
         Column(header="完成整改时间", width=13),
         Column(header="党支部定点联系人", width=14),
         Column(header="备注", width=20, wrap=True),
-    ]
+    )
 
     def __init__(self, ctx: FormContext) -> None:
         super().__init__(ctx)
@@ -252,14 +251,14 @@ class Tasks(Form):
     label = "任务清单"
     per_branch = False
     landscape = True
-    columns = [
+    columns = (
         Column(header="序号", width=6, number=True),
         Column(header="任务", width=20, wrap=True),
         Column(header="具体要求", width=60, wrap=True),
         Column(header="时间期限", width=12),
         Column(header="责任人", width=22, wrap=True),
         Column(header="备注", width=10),
-    ]
+    )
 
     @property
     def title(self) -> str:
@@ -280,7 +279,7 @@ class Acceptance(Form):
     name = "acceptance"
     label = "党支部晋位升级检查验收汇总表"
     landscape = True
-    columns = [
+    columns = (
         Column(header="序号", width=6, number=True),
         Column(header="所属党总支", width=18, wrap=True),
         Column(header="党支部名称", width=28, wrap=True),
@@ -290,7 +289,7 @@ class Acceptance(Form):
         Column(header="再次定级", width=11),
         Column(header="再次得分", width=10, number=True),
         Column(header="是否晋位", width=10),
-    ]
+    )
 
     def __init__(self, ctx: FormContext) -> None:
         super().__init__(ctx)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-from copy import copy
 import tempfile
 from collections.abc import Iterable, Iterator
+from copy import copy
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -132,7 +132,7 @@ def write_xlsx(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
     for row in form.footer():
         ws.append([cell(v, t) for v, t in zip(row, foot)])
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as f:
-        wb.save(f)  # type: ignore[arg-type]
+        wb.save(f)
         f.seek(0)
         while chunk := f.read(CHUNK):
             yield chunk

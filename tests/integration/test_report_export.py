@@ -23,7 +23,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
 
 def auditor_snippet() -> str:
     text = DOC.read_text(encoding="utf-8")
-    m = re.search(r"<!-- auditor-snippet:start -->\s*```python\n(.*?)```\s*<!-- auditor-snippet:end -->", text, re.S)
+    m = re.search(r"<!-- auditor-snippet:start -->\s*```python\n(.*?)```\s*<!-- auditor-snippet:end -->", text, re.DOTALL)
     assert m, "docs/reports.md lost its auditor snippet"
     return m.group(1)
 
@@ -33,7 +33,7 @@ def run_snippet(tmp_path: Path, export: Path) -> subprocess.CompletedProcess[str
     script.write_text(auditor_snippet(), encoding="utf-8")
     # Run it as an auditor would: a bare interpreter, outside the project, no branchflow importable.
     return subprocess.run([sys.executable, "-I", str(script), str(export)], cwd=tmp_path, text=True,
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def codes() -> list[str]:
 
 
 def test_summary_counts_each_grade_of_a_four_grade_scale() -> None:
-    a, b, c, d = codes()
+    a, _b, _c, d = codes()
     f = Summary(ctx())
     rows = list(f.rows([snap("S1", final=a, total=95), snap("S2", final=d, total=40), snap("S3", final=d, total=55.5),
                         snap("S4")]))
