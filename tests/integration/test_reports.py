@@ -335,3 +335,18 @@ def test_rendered_gives_what_a_download_needs(known: World) -> None:
         assert media_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         assert b"".join(body).startswith(b"PK")  # a zip: the XLSX container
     assert reports.form_names()["rectification"] == "党支部整改汇总表"
+
+
+def test_snapshots_stream_the_same_in_any_batch_size(known: World) -> None:
+    """Small batches interleave the event queries with the open (server-side on PostgreSQL) case cursor."""
+    from reports.snapshots import snapshots
+
+    with known.sessions() as s:
+        camp = get_campaign_row(s)
+        for when in (None, T, NOW):
+            one = [(x.code, x.state) for x in snapshots(s, camp, at=when, batch=1)]
+            many = [(x.code, x.state) for x in snapshots(s, camp, at=when)]
+            assert [c for c, _ in one] == ["B1", "B2", "B3", "B4"]
+            assert one == many
+        now_states = [x.state for x in snapshots(s, camp)]
+        assert [x.state for x in snapshots(s, camp, at=NOW, batch=3)] == now_states  # the replay is the projection
