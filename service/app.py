@@ -109,7 +109,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if not request.url.path.startswith("/api"):
             if exc.status_code == 404:
                 return web.error_page(request, NotFound("页面不存在"))
-            return web.error_page(request, BranchflowError(str(exc.detail)))
+            if exc.status_code == 405:
+                return RedirectResponse("/", status_code=303)  # e.g. GET /logout: nothing to show there
+            return web.error_page(request, BranchflowError(f"请求无效（{exc.status_code}）"))
         if exc.status_code == 400:  # a body that is not JSON at all is bad data like any other
             return JSONResponse({"error": "InvalidInput", "message": "请求体不是有效的 JSON"}, status_code=422)
         return JSONResponse({"error": "HTTPError", "message": str(exc.detail)}, status_code=exc.status_code,

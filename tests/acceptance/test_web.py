@@ -256,3 +256,12 @@ def test_a_branch_goes_through_every_stage_by_the_web_forms(site: Site) -> None:
     assert w.stage("B1") is Stage.accepted
     page = text_of(site.page_client("auditor").get("/audit", params={"branch": "B1", "verify": "1"}).text)
     assert "校验通过" in page and "当时环节 已验收" in page
+
+
+def test_unknown_pages_say_so_in_chinese(site: Site) -> None:
+    c = site.page_client("org")
+    r = c.get("/no-such-page")
+    assert r.status_code == 404 and "页面不存在" in r.text
+    r = c.get("/branches/NOPE")
+    assert r.status_code == 404 and "找不到" in r.text
+    assert c.get("/logout", follow_redirects=False).status_code == 303
