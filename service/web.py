@@ -331,6 +331,10 @@ def _form_values(case: LoadedCase) -> dict[str, str]:
         for k, f in rec.get("findings", {}).items():
             v[f"f_{k}"] = "yes" if f.get("ok") else "no"
             v[f"n_{k}"] = f.get("note", "")
+        for k in ("last_reelection", "last_activity"):
+            v[k] = rec.get(k) or ""
+        if rec.get("secretary_violation") is not None:
+            v["secretary_violation"] = "yes" if rec["secretary_violation"] else "no"
     elif case.stage is Stage.self_assessment:
         for k, sc in rec.get("scores", {}).items():
             v[f"s_{k}"] = f"{sc:g}"
@@ -415,6 +419,11 @@ def stage_data(case: LoadedCase, form: FormData) -> dict[str, Any]:
             if ans in ("yes", "no"):
                 findings[k] = {"ok": ans == "yes", "note": _f(form, f"n_{k}")}
         data["findings"] = findings
+        for k in ("last_reelection", "last_activity"):
+            if _f(form, k):
+                data[k] = _f(form, k)
+        if _f(form, "secretary_violation") in ("yes", "no"):
+            data["secretary_violation"] = _f(form, "secretary_violation") == "yes"
     elif st is Stage.self_assessment:
         rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
         scores = {}
@@ -563,7 +572,8 @@ async def branch_act(code: str, request: Request) -> Response:
 FIELD_WORDS = {"到会": "attendance", "大会日期": "meeting_date", "有效票数": "ballots", "平均评分": "rating",
                "党员发挥作用满意率": "sat_members", "书记在党员中满意率": "sat_secretary", "再次定级得分": "regrade_score",
                "新截止日期": "new_deadline", "summary": "summary", "inspected_on": "inspected_on", "理由": "reason",
-               "evidence": "evidence", "异议": "text"}
+               "evidence": "evidence", "异议": "text", "last_reelection": "last_reelection",
+               "last_activity": "last_activity"}
 
 
 def invalid_fields(message: str) -> set[str]:

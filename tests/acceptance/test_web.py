@@ -233,8 +233,20 @@ def test_a_branch_goes_through_every_stage_by_the_web_forms(site: Site) -> None:
         assert r.status_code == 200 and "notice" in r.text, text_of(r.text)[:600]
         return text_of(r.text)
 
+    def submit_error(who: str, fields: dict[str, str], when: object) -> str:
+        site.clock.now = when  # type: ignore[assignment]
+        c = site.page_client(who)
+        page = c.get("/branches/B1")
+        r = c.post("/branches/B1", data={"csrf": csrf_of(page.text), **fields})
+        assert r.status_code == 422, text_of(r.text)[:600]
+        return text_of(r.text)
+
     survey = {f"f_{k}": "yes" for k in ("organisation", "leadership", "rules", "direction", "activities", "role", "support")}
-    assert "进入“支部自评”" in submit("gb1", {**survey, "action": "record_advance"}, at(3, 20))
+    bad = submit_error("gb1", {**survey, "last_activity": "2026-02-30", "action": "record_advance"}, at(3, 20))
+    assert "last_activity" in bad and w.stage("B1") is Stage.survey
+    assert "进入“支部自评”" in submit("gb1", {**survey, "last_activity": "2026-03-05", "secretary_violation": "no",
+                                             "action": "record_advance"}, at(3, 20))
+    assert w.case("B1").state["records"]["survey"]["last_activity"] == "2026-03-05"
     scores = {f"s_{i}": "4" for i in range(1, 19)}
     submit("sec1", {**scores, "meeting_date": "2026-04-01", "attendance": "7", "action": "record_advance"}, at(4, 2))
     tally = {"ballots": "12", "rating": "86", "sat_members": "90", "sat_secretary": "92", "action": "record_advance"}
