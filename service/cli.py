@@ -96,7 +96,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _ctx() -> Ctx:
-    return click.get_current_context().find_object(Ctx)  # type: ignore[return-value]
+    # The root's object, not find_object(Ctx): under `python -m service.cli` this module is loaded twice
+    # (as __main__ and as service.cli), so there are two Ctx classes.
+    return click.get_current_context().find_root().obj  # type: ignore[no-any-return]
 
 
 @cli.command()
