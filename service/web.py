@@ -253,13 +253,13 @@ def dashboard(request: Request) -> Response:
         camp = campaign_of(camp_row)
         today = now.astimezone(camp.tz).date()
         q = (
-            select(CaseRow.stage, CaseRow.grade, func.count().label("n"),
-                   func.sum(sql_case((CaseRow.deadline < today, 1), else_=0)).label("late"))
+            select(GeneralBranch.code.label("gb"), GeneralBranch.name.label("gb_name"), CaseRow.stage, CaseRow.grade,
+                   func.count().label("n"), func.sum(sql_case((CaseRow.deadline < today, 1), else_=0)).label("late"))
             .join(Branch, Branch.id == CaseRow.branch_id)
             .join(Committee, Committee.id == Branch.committee_id)
             .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
             .where(CaseRow.campaign_id == camp_row.id)
-            .group_by(CaseRow.stage, CaseRow.grade)
+            .group_by(GeneralBranch.code, GeneralBranch.name, CaseRow.stage, CaseRow.grade)
         )
         clause = _scope_clause(s, actor)
         if clause is not None:
@@ -267,11 +267,19 @@ def dashboard(request: Request) -> Response:
         stages: Counter[str] = Counter()
         grades: Counter[str] = Counter()
         late: Counter[str] = Counter()
+        per_gb: dict[str, dict[str, Any]] = {}
         for r in s.execute(q):
             stages[r.stage] += r.n
             if r.grade:
                 grades[r.grade] += r.n
             late[r.stage] += int(r.late or 0)
+            g = per_gb.setdefault(r.gb or "", {"name": r.gb_name or "（不属党总支）", "total": 0, "accepted": 0,
+                                                "late": 0, "stages": Counter()})
+            g["total"] += r.n
+            g["late"] += int(r.late or 0)
+            g["stages"][r.stage] += r.n
+            if r.stage == Stage.accepted.value:
+                g["accepted"] += r.n
         overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
     total = sum(stages.values())
     stage_rows: list[dict[str, Any]] = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
@@ -281,6 +289,8 @@ def dashboard(request: Request) -> Response:
         "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
         "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),
         "overdue_total": sum(late.values()), "overdue": overdue,
+        "gb_rows": [{"code": k, **v, "where": "、".join(f"{Stage(st).label} {n}" for st, n in sorted(
+            v["stages"].items(), key=lambda x: Stage(x[0]).number))} for k, v in sorted(per_gb.items())],
     }, actor=actor)
 
 

@@ -148,6 +148,9 @@ def test_dashboard_counts_branches_per_stage_and_overdue(site: Site) -> None:
     page = text_of(browser(site, "org").get("/dashboard").text)
     assert "4 党支部" in page and "3 逾期未办" in page
     assert re.search(r"调查摸底 3 3", page) and re.search(r"支部自评 1 ", page)
+    assert "GB1 2 0 1 调查摸底 1、支部自评 1" in page and "GB2 2 0 2 调查摸底 2" in page  # per general branch
+    gb1 = text_of(site.page_client("gb1").get("/dashboard").text)  # a general branch sees its own only
+    assert "GB2" not in gb1 and "2 党支部" in gb1
 
 
 def test_committee_members_sign_on_the_sign_off_page(site: Site) -> None:
