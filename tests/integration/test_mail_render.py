@@ -45,7 +45,9 @@ def test_a_digest_counts_what_is_due_overdue_and_ordered() -> None:
     r = render("notices", notices_context("组织部 钱", items, ["k1", "k2", "k3"]))
     assert r.subject == "【待办汇总】3项待办：1项即将截止，2项已逾期（含督办令1项）"
     assert "1 项即将截止，2 项已逾期" in r.text
-    assert "【督办令】督办令：请限期完成。" in r.text
+    assert "   督办令：请限期完成。" in r.text and "督办令：督办令" not in r.text
+    only_late = render("notices", notices_context("组织部 钱", items[1:], ["k2", "k3"]))
+    assert "（2 项已逾期）" in only_late.text and "0 项" not in only_late.text
     assert "尚未完成：本环节材料已齐，请及时推进到下一环节" in r.text
     assert "提醒编号：k1, k2, k3" in r.text
 

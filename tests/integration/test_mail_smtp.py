@@ -235,7 +235,8 @@ def test_a_simulated_year_delivers_exactly_the_expected_mails(engine: Engine, se
     assert "组织部 钱同志：您好！" in text
     assert f"1. {NAME['B1']}（B1，第一党总支）" in text and f"2. {NAME['B2']}（B2，第一党总支）" in text
     assert "截止日期：2026年4月10日（已逾期 3 天）" in text
-    assert "【督办令】督办令：党支部“生物系教工党支部”“支部自评”环节已逾期 3 天" in text
+    assert "   督办令：党支部“生物系教工党支部”“支部自评”环节已逾期 3 天" in text
+    assert "督办令：督办令" not in text and "（2 项已逾期）" in text
     assert "尚未完成：以下评分项尚未打分" in text
     assert sorted(order_mail.keys) == ["haitang-2026/B1/self_assessment/2026-04-10/after-3",
                                        "haitang-2026/B2/self_assessment/2026-04-10/after-3"]
