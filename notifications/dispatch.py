@@ -79,9 +79,11 @@ def dispatch(sessions: sessionmaker[Session], transport: Transport, *, now: dt.d
         token = uuid.uuid4().hex
         with sessions() as s, s.begin():
             stats.cancelled += cancel_stale(s)
-            groups = _claim(s, now=now, token=token, batch=batch, lease=lease)
-        if not groups:
+            found, groups = _claim(s, now=now, token=token, batch=batch, lease=lease)
+        if not found:
             break
+        if not groups:  # another node claimed them first
+            continue
         messages, sendable, outcomes = [], [], {}
         for i, g in enumerate(groups):
             try:
@@ -107,23 +109,27 @@ def dispatch(sessions: sessionmaker[Session], transport: Transport, *, now: dt.d
     return stats
 
 
-def _claim(s: Session, *, now: dt.datetime, token: str, batch: int, lease: dt.timedelta) -> list[_Group]:
-    q = (select(DeliveryRow.id)
-         .where(DeliveryRow.status == PENDING, DeliveryRow.next_attempt_at <= now,
-                or_(DeliveryRow.claimed_until.is_(None), DeliveryRow.claimed_until < now))
-         .order_by(DeliveryRow.id).limit(batch))
+def _claim(s: Session, *, now: dt.datetime, token: str, batch: int,
+           lease: dt.timedelta) -> tuple[bool, list[_Group]]:
+    """Claim up to ``batch`` due deliveries: (whether any were due, the groups this node got)."""
+    free = (DeliveryRow.status == PENDING, DeliveryRow.next_attempt_at <= now,
+            or_(DeliveryRow.claimed_until.is_(None), DeliveryRow.claimed_until < now))
+    q = select(DeliveryRow.id).where(*free).order_by(DeliveryRow.id).limit(batch)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     ids = list(s.scalars(q))
     if not ids:
-        return []
-    s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids))
+        return False, []
+    # The claim re-checks that the rows are still free: on SQLite the read above takes no lock, so
+    # another node may have claimed some of them in between; only rows stamped with our token are ours.
+    s.execute(update(DeliveryRow).where(DeliveryRow.id.in_(ids), *free)
               .values(claim_token=token, claimed_until=now + lease).execution_options(synchronize_session=False))
     rows = s.execute(
         select(DeliveryRow.id, DeliveryRow.recipient, DeliveryRow.recipient_name, OutboxRow.dedup_key,
                OutboxRow.kind, OutboxRow.context)
         .join(OutboxRow, OutboxRow.id == DeliveryRow.outbox_id)
-        .where(DeliveryRow.id.in_(ids)).order_by(DeliveryRow.recipient, OutboxRow.due_at, OutboxRow.id)
+        .where(DeliveryRow.id.in_(ids), DeliveryRow.claim_token == token)
+        .order_by(DeliveryRow.recipient, OutboxRow.due_at, OutboxRow.id)
     ).all()
     groups: dict[tuple[str, str], _Group] = {}
     for r in rows:
@@ -135,7 +141,7 @@ def _claim(s: Session, *, now: dt.datetime, token: str, batch: int, lease: dt.ti
         g.ids.append(r.id)
         g.keys.append(r.dedup_key)
         g.items.append(r.context)
-    return list(groups.values())
+    return True, list(groups.values())
 
 
 def _mark(s: Session, groups: list[_Group], outcomes: dict[int, Outcome], *, now: dt.datetime, token: str,

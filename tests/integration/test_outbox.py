@@ -95,3 +95,49 @@ def test_a_case_changed_meanwhile_makes_the_batch_write_nothing(sessions: sessio
         assert s.scalar(select(func.count()).select_from(OutboxRow)) == 0
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.kind == "reminded")) == 0
         assert audit.verify(s).ok
+
+
+def test_two_dispatchers_at_once_send_each_message_exactly_once(sessions: sessionmaker[Session], org: Org) -> None:
+    """Two nodes dispatching the same outbox concurrently (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the
+    claim is a write, so claims serialise): each claimed batch goes to one node only."""
+    import threading
+    import time as _time
+
+    from notifications.dispatch import dispatch
+    from notifications.mailer import InMemoryTransport
+
+    with sessions() as s, s.begin():
+        camp = s.scalar(select(CampaignRow.id))
+        assert camp is not None
+        enqueue(s, [Notice(key=f"test/{i}", campaign_id=camp, kind="monthly", rung="digest", due_at=at(4, 1),
+                           context={"campaign": "测试", "month": "2026-04", "as_of": "2026年4月1日", "total": 1,
+                                    "stages": [], "overdue_total": 0, "general_branches": [], "reminders": 0,
+                                    "escalations": 0, "supervision_orders": 0},
+                           recipients=[Recipient(email=f"r{i}@test.cn", name=f"收件人{i}")]) for i in range(40)],
+                now=at(4, 1))
+
+    class Slow(InMemoryTransport):
+        def send(self, messages):  # type: ignore[no-untyped-def]
+            _time.sleep(0.05)  # while one node sends, the other claims
+            return super().send(messages)
+
+    nodes = [Slow(), Slow()]
+    errors: list[BaseException] = []
+
+    def node(t: Slow) -> None:
+        try:
+            dispatch(sessions, t, now=at(4, 1, 9, 30), sender="组织部 <zzb@test.cn>", batch=5)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node, args=(t,)) for t in nodes]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors
+    sent = [str(m["X-Branchflow-Dedup-Key"]) for t in nodes for m in t.sent]
+    assert sorted(sent) == sorted(f"test/{i}" for i in range(40))  # all of them, none twice
+    assert all(t.sent for t in nodes)  # both nodes did part of the work
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == "sent")) == 40
