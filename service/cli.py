@@ -669,13 +669,18 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
 @click.option("--year", type=int, default=None, help="活动年份（默认今年）")
 @click.option("--branches", "n_branches", type=int, default=36, help="党支部数量")
 @click.option("--seed", type=int, default=2026, help="随机种子")
-def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int) -> None:
-    """演示：新建 SQLite 数据库，按海棠 2022 预设模拟一整年，最后输出汇总。"""
+@click.option("--until", "until_s", default=None, help="模拟到该日为止（默认 9 月 15 日，全年）；如 2026-04-22 停在公示期")
+def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int, until_s: str | None) -> None:
+    """演示：新建 SQLite 数据库，按海棠 2022 预设模拟一年（或到 --until 为止），最后输出汇总。"""
     from workflow.demo import run_demo
 
     settings = _ctx().settings
     target = Path(data_dir) if data_dir else settings.data_dir / "demo"
-    run_demo(target, year=year or dt.date.today().year, n_branches=n_branches, seed=seed, echo=click.echo)
+    until = parse_date(until_s, "--until") if until_s else None
+    y = year or (until.year if until else dt.date.today().year)
+    if until and until.year != y:
+        raise InvalidInput(f"--until {until} 不在活动年份 {y} 内")
+    run_demo(target, year=y, n_branches=n_branches, seed=seed, until=until, echo=click.echo)
 
 
 # Commands of the other capabilities live in their own modules, each with ``register(cli)``.

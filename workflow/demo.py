@@ -309,14 +309,16 @@ def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engin
     return engine, rng, plans
 
 
-def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[[str], None]) -> dict[str, Any]:
+def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[[str], None],
+            whole_year: bool = True) -> dict[str, Any]:
     with session_factory(engine)() as s:
         rows = views.list_cases(s, now=now)
         st = views.campaign_stats(s)
         stages = {x["label"]: x["count"] for x in st["stages"] if x["count"]}
         first = {x["label"]: x["count"] for x in st["grades"]}
         echo("")
-        echo(f"===== {st['name']} · 模拟全年汇总 =====")
+        span = "模拟全年汇总" if whole_year else f"模拟至 {now:%m月%d日} 的汇总"
+        echo(f"===== {st['name']} · {span} =====")
         echo(f"党支部 {st['branches']} 个")
         echo("分类定级结果：" + "，".join(f"{k} {v} 个" for k, v in first.items()))
         echo("当前环节：" + "，".join(f"{k} {v} 个" for k, v in stages.items()))
@@ -329,7 +331,8 @@ def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[
         obj = next(p for p in plans if p.objection)
         h = views.history(s, obj.code)
         echo("")
-        echo(f"异议成立的支部 {obj.code}（{h['branch']['name']}）的完整记录（重放）：")
+        what = "异议成立的支部" if whole_year else "年内将有异议成立的支部"
+        echo(f"{what} {obj.code}（{h['branch']['name']}）的完整记录（重放）：")
         for e in h["events"]:
             if e["kind"] in ("reminded", "escalated", "supervision_order"):
                 continue
@@ -341,7 +344,7 @@ def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[
         return {"stages": dict(stages), "first": dict(first), "audit_ok": report.ok, "events": report.events}
 
 
-def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
+def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026, until: dt.date | None = None,
              echo: Callable[[str], None] = print, on_day_factory: Callable[[Engine], Callable[[dt.datetime], None]] | None = None) -> dict[str, Any]:
     engine, rng, plans = setup(target, year=year, n_branches=n_branches, seed=seed)
     echo(f"演示数据库：{target / 'branchflow.db'}")
@@ -354,19 +357,22 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
         on_day = daily_tick(engine, target / "mail")
     else:
         on_day = on_day_factory(engine)
-    sim.run(on_day=on_day)
-    end = _at(dt.date(year, 9, 15), 18)
+    last = until or dt.date(year, 9, 15)
+    sim.run(on_day=on_day, end=last)
+    end = _at(last, 18)
     if sim.refusals:
         echo(f"模拟中被系统拒绝的操作 {len(sim.refusals)} 次（如逾期未满足条件），例如：")
         for r in sim.refusals[:5]:
             echo(f"  {r}")
-    out = summary(engine, plans, end, echo)
+    out = summary(engine, plans, end, echo, whole_year=until is None)
     if on_day_factory is None:
         from notifications.demo import mail_summary
 
         out["mail"] = mail_summary(engine, target / "mail", echo)
     echo("")
     echo(f"查看某个支部：BRANCHFLOW_DATA_DIR={target} branchflow show {plans[1].code} --now {end.date()}")
+    echo(f"网页（密码均为 demo123，例如组织部 zuzhibu@demo.edu.cn）：BRANCHFLOW_DATA_DIR={target} "
+         f"branchflow web --now {end.isoformat(timespec='minutes')}")
     echo(f"重放历史：  BRANCHFLOW_DATA_DIR={target} branchflow history {plans[1].code} --at {year}-04-25")
     engine.dispose()
     return out
