@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, importer, service, views
 from workflow.db import make_engine, session_factory
-from workflow.errors import BranchflowError, InvalidInput
+from workflow.errors import BranchflowError, Conflict, InvalidInput
 from workflow.settings import Settings
 
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
@@ -399,8 +399,17 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
 def _act(fn: Callable[..., Any], branch: str, *, as_email: str, now_s: str | None, **kw: Any) -> Any:
     """Run one use case as the person ``as_email`` in one transaction."""
     now = parse_now(now_s)
-    with _ctx().tx() as s:
-        return fn(s, branch, service.actor_for(s, as_email), now=now, **kw)
+    for attempt in (1, 2):
+        try:
+            with _ctx().tx() as s:
+                return fn(s, branch, service.actor_for(s, as_email), now=now, **kw)
+        except Conflict:
+            # Someone (often the scheduler appending a reminder) wrote to the branch between our read and
+            # our write. Unless the caller pinned a version, do it once more on the fresh state: the rules
+            # are checked again, so a move that is no longer allowed is refused, not forced.
+            if attempt == 2 or kw.get("expected_version") is not None:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _done(case: Any, what: str) -> None:

@@ -148,8 +148,13 @@ def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str
         return f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {p.get('regrade_label', p['regrade'])}（{p['regrade_score']:g} 分）：{p['summary']}"
     if k == "deadline_extended":
         return f"{Stage(p['stage']).label}截止日期延至 {p['deadline']}：{p['reason']}"
-    if k in ("reminded", "escalated", "supervision_order"):
-        return p.get("summary") or ", ".join(f"{a}={b}" for a, b in p.items())
+    if k == "reminded":
+        days = p["rung"].removeprefix("before-")
+        return f"截止 {p['deadline']} 前 {days} 天提醒：{'、'.join(p.get('to', []))}"
+    if k == "escalated":
+        return f"逾期 {p.get('days_overdue', '?')} 天（截止 {p['deadline']}），督促：{'、'.join(p.get('to', []))}"
+    if k == "supervision_order":
+        return str(p.get("text") or f"督办令（截止 {p['deadline']}）：{'、'.join(p.get('to', []))}")
     if k == "opened":
         return f"在活动 {p['campaign']} 中立案"
     return ""
