@@ -443,6 +443,10 @@ def _read(file: str) -> str:
         return Path(file).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InvalidInput(f"找不到文件 {file}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{file} 不是 UTF-8 编码：请另存为 UTF-8 后再试") from None
+    except OSError as exc:
+        raise InvalidInput(f"无法读取 {file}：{exc.strerror}") from None
 
 
 @cli.command("grade")
@@ -467,7 +471,7 @@ def grade_(branch: str, as_email: str, campaign: str | None, now_s: str | None) 
 def adjust(branch: str, grade: str, reason: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
     """党委调整等级（须写明理由；已签字作废，需重新签字）。"""
     case = _act(service.adjust_grade, branch, grade=grade, reason=reason, as_email=as_email, campaign=campaign, now_s=now_s)
-    _done(case, f"等级调整为 {case.state['adjustment']['grade']}")
+    _done(case, f"等级调整为 {case.campaign.grading.scale.by_code(case.state['adjustment']['grade']).grade}")
 
 
 @cli.command()
@@ -587,7 +591,7 @@ def history(branch: str, campaign: str | None, at_s: str | None, as_json: bool) 
         local = audit.parse_iso(e["at"]).astimezone(DEFAULT_TZ).strftime("%Y-%m-%d %H:%M")
         click.echo(f"#{e['seq']:<3} {local}  {e['actor']:<28} [{Stage(e['stage']).label}] {e['label']}：{e['description']}")
     st = h["state"]
-    click.echo(f"{'当时' if at_s else '当前'}环节：{h['stage_label']}" + (f"；定级结果：{st['final_grade']}" if st.get("final_grade") else ""))
+    click.echo(f"{'当时' if at_s else '当前'}环节：{h['stage_label']}" + (f"；定级结果：{h['final_grade_label']}" if st.get("final_grade") else ""))
 
 
 @cli.group("audit")

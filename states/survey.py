@@ -56,9 +56,18 @@ def can_leave(state: dict[str, Any], campaign: Any, facts: Any, *, now: Any = No
     rec = state["records"].get(Stage.survey.value, {})
     answered = rec.get("findings", {})
     missing = [label for key, label in FOCUS_POINTS.items() if key not in answered]
+    unmet = []
     if missing:
-        return [Unmet(code="survey.findings", message=f"调查要点未填写：{'、'.join(missing)}")]
-    return []
+        unmet.append(Unmet(code="survey.findings", message=f"调查要点未填写：{'、'.join(missing)}"))
+    # A veto rule reading a fact nobody knows would force the lowest grade on an unknown: the survey
+    # confirms the fact first (the imported value counts when present).
+    veto = campaign.grading.veto
+    needs = [("last_reelection", veto.reelection_overdue_years is not None, "上次换届日期"),
+             ("last_activity", veto.inactive_days is not None, "最近一次组织活动日期")]
+    for key, enabled, label in needs:
+        if enabled and rec.get(key) is None and getattr(facts, key, None) is None:
+            unmet.append(Unmet(code=f"survey.{key}", message=f"一票否决规则需要{label}：导入数据中没有，请在调查摸底中填写"))
+    return unmet
 
 
 SPEC = StageSpec(

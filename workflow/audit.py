@@ -92,8 +92,15 @@ def _check_case(
             ev = json.loads(row.body)
         except ValueError:
             return bad("事件内容不是有效的 JSON")
-        if ev.get("kind") != row.kind or ev.get("actor") != row.actor or parse_iso(ev["at"]) != row.at:
+        try:
+            same = ev.get("kind") == row.kind and ev.get("actor") == row.actor and parse_iso(ev["at"]) == row.at
+        except (KeyError, TypeError, ValueError):
+            return bad("事件内容缺少或写错了 kind/actor/at")
+        if not same:
             return bad("索引列（kind/actor/at）与已签名的事件内容不一致")
+        if expected_seq == 1 and (ev["kind"] != "opened" or ev.get("payload", {}).get("branch") != branch
+                                  or ev.get("payload", {}).get("campaign") != campaign):
+            return bad("第一条事件不是本支部在本活动中的立案：事件链被挪到了别的支部")
         try:
             apply(state, ev, in_place=True)
         except (UnknownEvent, KeyError, IndexError, TypeError, ValueError) as exc:

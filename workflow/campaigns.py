@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from states.base import Role, Stage
 from workflow.audit import GENESIS, canonical, chain, iso, parse_iso
 from workflow.campaign import Campaign, parse_campaign_text, preset_text
-from workflow.errors import Forbidden, InvalidInput, TransitionRefused
+from workflow.errors import Conflict, Forbidden, InvalidInput, TransitionRefused
 from workflow.models import Branch, CampaignChangeRow, CampaignRow, CaseRow, Committee
 from workflow.repository import campaign_of, committee_size, effective_deadline, get_campaign_row
 from workflow.service import Actor, open_missing_cases
@@ -58,7 +60,10 @@ def create_campaign(session: Session, *, preset: str | None = None, file: str | 
         p = Path(file)
         if not p.exists():
             raise InvalidInput(f"找不到活动配置文件 {p}")
-        text = p.read_text(encoding="utf-8-sig")
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{p} 不是 UTF-8 编码：请另存为 UTF-8 后再试") from None
         source = str(p)
     else:
         raise InvalidInput("请给出预设名或活动配置文件")
@@ -155,14 +160,24 @@ def change_campaign(session: Session, actor: Actor, text: str, reason: str, *, n
                 "请先处理这些支部或只修改截止日期等其他设置"
             )
     old_deadlines = {s: old.deadline_for(s) for s in Stage}
-    row.config = text
-    row.name = new.name
+    # Compare-and-set: if someone else changed the configuration since we read it, nothing is written.
+    swapped = session.execute(
+        update(CampaignRow).where(CampaignRow.id == row.id, CampaignRow.config == row.config)
+        .values(config=text, name=new.name).execution_options(synchronize_session=False)
+    )
+    if swapped.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"活动 {row.code} 的配置已被他人同时修改，本次修改未生效，请重新读取后再改")
+    set_committed_value(row, "config", text)
+    set_committed_value(row, "name", new.name)
     changed_stages = [s for s in Stage if new.deadline_for(s) != old_deadlines[s]]
     reprojected = _reproject_deadlines(session, row, new, changed_stages) if changed_stages else 0
     payload = {"reason": reason.strip(), "sections": sections, "config_sha256": sha(text),
                "deadlines": {s.value: new.deadline_for(s).isoformat() for s in changed_stages}}  # type: ignore[union-attr]
     _append_change(session, row, kind=kind, actor=actor.email, at=now, payload=payload)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"活动 {row.code} 的配置已被他人同时修改，本次修改未生效，请重新读取后再改") from exc
     return {"campaign": row.code, "sections": sections, "stages": [s.value for s in changed_stages],
             "cases_reprojected": reprojected}
 
@@ -177,7 +192,8 @@ def extend_all(session: Session, actor: Actor, stage: Stage, until: dt.date, rea
     if stage is Stage.accepted:
         raise InvalidInput("“accepted”是终态，没有截止日期")
     current = old.deadline_for(stage)
-    text, n = re.subn(rf'(?m)^{stage.value}\s*=\s*"?[0-9-]+"?\s*$', f'{stage.value} = {until.isoformat()}', row.config)
+    text, n = re.subn(rf'(?m)^{stage.value}\s*=\s*"?[0-9-]+"?(\s*#.*)?\s*$',
+                      lambda m: f'{stage.value} = {until.isoformat()}{m.group(1) or ""}', row.config)
     if n != 1:
         raise InvalidInput(f"活动配置中找不到 {stage.value} 的截止日期")
     if until == current:

@@ -158,6 +158,10 @@ def _moved(s: State, e: Event) -> None:
         s["regrade"] = None
         rect = s["records"].setdefault("rectification", {})
         rect["submitted"] = False
+        for item in rect.get("items", []):  # the work is redone and re-evidenced (the old evidence stays in the log)
+            item["done"] = False
+            item["evidence"] = None
+            item.pop("done_at", None)
         s["rounds"]["rectification"] += 1
         if p.get("deadline"):
             s["deadlines"]["rectification"] = p["deadline"]

@@ -26,12 +26,13 @@ from states.survey import FOCUS_POINTS
 from workflow import audit, service, views
 from workflow.campaigns import create_campaign
 from workflow.db import make_engine, session_factory
-from workflow.errors import BranchflowError, TransitionRefused
+from workflow.errors import BranchflowError, InvalidInput, TransitionRefused
 from workflow.importer import OrgRow, import_rows
 from workflow.migrate import upgrade
 from workflow.people import add_person
 
 TZ = ZoneInfo("Asia/Shanghai")
+DEMO_MARKER = ".branchflow-demo"
 DEMO_PASSWORD = "demo123"
 COMMITTEE = "示范学院党委"
 GENERAL_BRANCHES = [
@@ -194,7 +195,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
         pub_done = grade_day + dt.timedelta(days=10)
         if p.objection:
             def obj(s: Session, now: dt.datetime, code: str = code) -> None:
-                service.lodge_objection(s, code, actor(s, "shenji@demo.edu.cn"),
+                service.lodge_objection(s, code, actor(s, "gb-g@demo.edu.cn"),
                                         "该支部上年度受到群众投诉，自评第 18 项得满分与事实不符。", now=now)
 
             def uphold(s: Session, now: dt.datetime, code: str = code) -> None:
@@ -263,6 +264,9 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
             def redo(s: Session, now: dt.datetime, code: str = code) -> None:
                 who = sec(s, code)
                 service.record(s, code, who, {"submitted": True}, now=now)
+                items = service.load_case(s, code).state["records"]["rectification"]["items"]
+                for i in range(1, len(items) + 1):
+                    service.complete_item(s, code, who, i, f"第 {i} 项重新整改到位，补充佐证材料。", now=now)
                 service.advance(s, code, who, now=now)
 
             def reinspect(s: Session, now: dt.datetime, code: str = code, gbsec: str = gbsec) -> None:
@@ -276,9 +280,12 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
 
 
 def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engine, random.Random, list[Plan]]:
-    if target.exists():
+    if target.exists() and any(target.iterdir()):
+        if not (target / DEMO_MARKER).exists():
+            raise InvalidInput(f"目录 {target} 不是空的，也不是演示程序建立的：演示不会删除它，请换一个目录（--data-dir）")
         shutil.rmtree(target)
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / DEMO_MARKER).write_text("branchflow demo data: `branchflow demo` may delete and rebuild this folder\n")
     engine = make_engine(f"sqlite:///{(target / 'branchflow.db').as_posix()}")
     upgrade(engine)
     rng = random.Random(seed)

@@ -146,7 +146,7 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
     if spec.record_model is None:
         raise TransitionRefused(
             f"“{case.stage.label}”环节没有填报表单：请使用 "
-            + ("compute-grade / adjust / sign" if case.stage is Stage.committee_grading else "publish / object / resolve")
+            + ("grade / adjust / sign" if case.stage is Stage.committee_grading else "publish / object / resolve")
         )
     require(actor, spec.recorders, case, f"填报“{case.stage.label}”")
     rec = _validate(spec.record_model, data, f"“{case.stage.label}”")
@@ -226,7 +226,7 @@ def adjust_grade(session: Session, branch: str, actor: Actor, grade: str, reason
                  now: dt.datetime, campaign: str | None = None) -> LoadedCase:
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.committee_grading], "调整等级")
-    require(actor, [Role.committee_member, Role.org_department], case, "调整等级")
+    require(actor, [Role.committee_member], case, "调整等级")
     adj = _validate(Adjustment, {"grade": grade, "reason": reason}, "等级调整")
     if not case.state.get("grade"):
         raise TransitionRefused("尚未计算得分和等级，不能调整")
@@ -269,8 +269,11 @@ def publish(session: Session, branch: str, actor: Actor, *, now: dt.datetime, st
     require(actor, [Role.org_department], case, "发布公示")
     if case.state.get("publicity"):
         raise InvalidInput("该支部已发布公示")
+    today = _local_date(case, now)
+    if start is not None and start < today:
+        raise InvalidInput(f"公示开始日期 {start} 早于今天 {today}：公示期不能倒填")
     cal = for_campaign(case.campaign)
-    first = cal.next_working_day(start or _local_date(case, now))
+    first = cal.next_working_day(start or today)
     n = case.campaign.publicity.window_working_days
     end = cal.add_working_days(first, n)
     append(session, case, kind="publicity_started", actor=actor.email, at=now,
@@ -281,13 +284,17 @@ def publish(session: Session, branch: str, actor: Actor, *, now: dt.datetime, st
 
 def lodge_objection(session: Session, branch: str, actor: Actor, text: str, *, now: dt.datetime,
                     campaign: str | None = None) -> LoadedCase:
-    """Any logged-in person may object while the publicity window is open."""
+    """Any logged-in person but a (read-only) auditor may object while the publicity window is open."""
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.publicity], "提出异议")
     pub = case.state.get("publicity")
     if not pub:
         raise TransitionRefused("该支部尚未发布公示，不能提出异议")
+    if actor.roles and all(r is Role.auditor for r, _ in actor.roles):
+        raise Forbidden("审计人员只读，不能提出异议")
     today = _local_date(case, now)
+    if today < dt.date.fromisoformat(pub["start"]):
+        raise TransitionRefused(f"公示期自 {pub['start']} 开始，尚不能提出异议")
     if today > dt.date.fromisoformat(pub["end"]):
         raise TransitionRefused(f"公示期已于 {pub['end']} 结束，不能再提出异议")
     obj = _validate(Objection, {"text": text}, "异议")
@@ -354,6 +361,14 @@ def extend_deadline(session: Session, branch: str, actor: Actor, deadline: dt.da
     target = stage or case.stage
     if target is Stage.accepted:
         raise TransitionRefused("已验收的支部没有截止日期")
+    order = list(Stage)
+    if order.index(target) < order.index(case.stage):
+        raise TransitionRefused(f"“{target.label}”环节已经完成，延长它的截止日期没有意义")
+    current = case.state["deadlines"].get(target.value) or case.campaign.deadline_for(target)
+    current_date = dt.date.fromisoformat(current) if isinstance(current, str) else current
+    today = _local_date(case, now)
+    if deadline <= today or (current_date is not None and deadline <= current_date):
+        raise InvalidInput(f"新的截止日期 {deadline} 须晚于今天 {today} 和原截止日期 {current_date}")
     if len(reason.strip()) < 2:
         raise InvalidInput("延长截止日期须写明理由")
     append(session, case, kind="deadline_extended", actor=actor.email, at=now,

@@ -174,6 +174,8 @@ def history(session: Session, branch: str, *, campaign: str | None = None, at: d
         ],
         "state": state,
         "stage_label": Stage(state["stage"]).label,
+        "final_grade_label": (case.campaign.grading.scale.by_code(state["final_grade"]).grade
+                              if state.get("final_grade") else None),
     }
 
 

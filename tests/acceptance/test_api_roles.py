@@ -75,7 +75,7 @@ ACTIONS = [
            ("m1", "m2", "org"), when=at(4, 20)),
     Action("adjust grade", Stage.committee_grading, "POST", "/api/branches/B1/adjust",
            lambda w: {"grade": w.case("B1").campaign.grading.scale.bands[0].code, "reason": "党委研究决定调整。"},
-           ("m1", "m2", "org"), setup=_graded, when=at(4, 20, 12)),
+           ("m1", "m2"), setup=_graded, when=at(4, 20, 12)),
     Action("sign", Stage.committee_grading, "POST", "/api/branches/B1/sign", None, ("m1", "m2"),
            setup=_graded, when=at(4, 20, 12)),
     Action("publish", Stage.publicity, "POST", "/api/branches/B1/publish", None, ("org",), when=at(4, 21)),

@@ -118,7 +118,10 @@ def _walk(cli: CLI) -> None:
     out = cli("show", "T01", *now, "2026-09-02T10:00").stdout
     assert "当前环节：6. 整改（晋位升级）" in out and "截止日期：2026-09-15" in out
     cli("record", "T01", cli.file("resubmit.json", {"submitted": True}), "--as", "wang@example.cn", *now, "2026-09-10T10:00")
-    cli("advance", "T01", "--as", "wang@example.cn", *now, "2026-09-10T10:01")
+    r = cli("advance", "T01", "--as", "wang@example.cn", *now, "2026-09-10T10:01", code=5)
+    assert "整改事项未完成：第 1 项" in r.stderr
+    cli("complete", "T01", "1", "--evidence", "重新整改，补充会议记录", "--as", "wang@example.cn", *now, "2026-09-10T10:02")
+    cli("advance", "T01", "--as", "wang@example.cn", *now, "2026-09-10T10:03")
     ok = cli.file("ok.json", {"passed": True, "summary": "整改到位", "inspected_on": "2026-09-12", "regrade_score": 91})
     cli("record", "T01", ok, "--as", "zong@example.cn", *now, "2026-09-12T10:00")
     cli("advance", "T01", "--as", "zong@example.cn", *now, "2026-09-12T10:01")
@@ -158,6 +161,9 @@ def test_bad_import_exit_code_and_nothing_imported(cli: CLI) -> None:
     assert "共 0 个" not in cli("campaign", "list").stdout  # no campaign: nothing to list either
     cli.file("good.csv", ORG_CSV)
     assert "新增 2" in cli("import", "good.csv").stdout
+    (cli.tmp / "gbk.json").write_bytes('{"findings": {"organisation": {"ok": true, "note": "正常"}}}'.encode("gbk"))
+    r = cli("record", "T01", "gbk.json", "--as", "wang@example.cn", code=2)
+    assert "不是 UTF-8 编码" in r.stderr and "Traceback" not in r.stderr
     assert "新增 0，更新 0，未变 2" in cli("import", "good.csv").stdout
 
 

@@ -35,7 +35,7 @@ def actions(world: World, branch: str) -> dict[str, Callable[[dt.datetime], Any]
         "adjust": lambda now: world.do(service.adjust_grade, branch, MEMBERS[0], "advanced", "党委研究认为表现突出", now=now),
         "sign": lambda now: world.do(service.sign, branch, MEMBERS[1], now=now),
         "publish": lambda now: world.do(service.publish, branch, ORG, now=now),
-        "object": lambda now: world.do(service.lodge_objection, branch, AUDITOR, "评分与事实不符", now=now),
+        "object": lambda now: world.do(service.lodge_objection, branch, "sec3@test.cn", "评分与事实不符", now=now),
         "resolve": lambda now: world.do(service.resolve_objection, branch, ORG, 1, upheld=False, reason="经核实不成立", now=now),
         "complete_item": lambda now: world.do(service.complete_item, branch, sec, 1, "已完成", now=now),
         "inspect": lambda now: world.do(service.inspect, branch, gb, {"passed": True, "summary": "整改到位通过",
@@ -152,7 +152,7 @@ def test_upheld_objection_sends_case_back_to_committee_grading(world: World) -> 
     world.do(service.publish, "B1", ORG, now=at(4, 21))
     pub = world.case("B1").state["publicity"]
     assert (pub["start"], pub["end"]) == ("2026-04-21", "2026-04-27")
-    world.do(service.lodge_objection, "B1", AUDITOR, "第18项与事实不符", now=at(4, 22))
+    world.do(service.lodge_objection, "B1", "sec3@test.cn", "第18项与事实不符", now=at(4, 22))
     with pytest.raises(TransitionRefused) as err:
         world.do(service.advance, "B1", ORG, now=at(4, 28))
     assert [u.code for u in err.value.unmet] == ["publicity.objections"]
@@ -169,12 +169,12 @@ def test_upheld_objection_sends_case_back_to_committee_grading(world: World) -> 
 def test_dismissed_objection_is_recorded_and_publicity_waits_for_window(world: World) -> None:
     world.drive("B1", Stage.publicity)
     world.do(service.publish, "B1", ORG, now=at(4, 21))
-    world.do(service.lodge_objection, "B1", AUDITOR, "评分偏高", now=at(4, 22))
+    world.do(service.lodge_objection, "B1", "sec3@test.cn", "评分偏高", now=at(4, 22))
     world.do(service.resolve_objection, "B1", ORG, 1, upheld=False, reason="经核实评分有据", now=at(4, 23))
     with pytest.raises(TransitionRefused, match="公示期至 2026-04-27"):
         world.do(service.advance, "B1", ORG, now=at(4, 27, 18))
     with pytest.raises(TransitionRefused, match="公示期已于 2026-04-27 结束"):
-        world.do(service.lodge_objection, "B1", AUDITOR, "迟到的异议", now=at(4, 28))
+        world.do(service.lodge_objection, "B1", "sec3@test.cn", "迟到的异议", now=at(4, 28))
     world.do(service.advance, "B1", ORG, now=at(4, 28))
     case = world.case("B1")
     assert case.stage is Stage.rectification
@@ -194,8 +194,12 @@ def test_failed_inspection_sends_case_back_with_new_deadline(world: World) -> No
     assert case.state["inspections"][0]["passed"] is False
     with pytest.raises(TransitionRefused, match="整改方案尚未提交"):
         world.do(service.advance, "B1", "sec1@test.cn", now=at(9, 2))
+    assert case.state["records"]["rectification"]["items"][0]["done"] is False  # the work is done again
     world.do(service.record, "B1", "sec1@test.cn", {"submitted": True}, now=at(9, 10))
-    world.do(service.advance, "B1", "sec1@test.cn", now=at(9, 10))
+    with pytest.raises(TransitionRefused, match="整改事项未完成：第 1 项"):
+        world.do(service.advance, "B1", "sec1@test.cn", now=at(9, 10))
+    world.do(service.complete_item, "B1", "sec1@test.cn", 1, "重新整改，补充记录", now=at(9, 11))
+    world.do(service.advance, "B1", "sec1@test.cn", now=at(9, 11))
     world.finish("B1", Stage.acceptance)
     case = world.case("B1")
     assert case.stage is Stage.accepted and case.state["rounds"]["rectification"] == 2

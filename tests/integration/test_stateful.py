@@ -116,7 +116,7 @@ class CaseMachine(RuleBasedStateMachine):
         else:
             action = "record" if quality < 0.75 else "advance"
         if action == "object":
-            who = AUDITOR
+            who = "sec3@test.cn"
         self.act(branch, who, action, quality, hours, upheld)
 
     @rule(branch=st.sampled_from(BRANCHES), quality=st.floats(0.3, 1.05), hours=st.integers(1, 24 * 6),
