@@ -6,10 +6,14 @@ of :mod:`workflow.views`. Errors are translated once, in :mod:`service.app`.
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -28,7 +32,7 @@ from service.auth import (
 )
 from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, service, views
-from workflow.errors import Forbidden, InvalidInput
+from workflow.errors import Forbidden, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch
 from workflow.repository import LoadedCase
 from workflow.service import Actor
@@ -416,3 +420,134 @@ def outbox_rows(s: Session, *, status: str | None, branch: str | None, limit: in
         q = q.where(OutboxRow.branch_code == branch)
     return [{k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in r._mapping.items()}
             for r in s.execute(q)]
+
+
+# --- reports and charts -----------------------------------------------------------------------------
+
+_COMMITTEE_ROLES = (Role.org_department, Role.committee_member)
+
+
+def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch: bool = True) -> str | None:
+    """Who may download a form, and for which general branch (the one to render; ``None``: the whole form).
+
+    Auditors: any; the organisation department and committee members: the forms of their committee (the
+    whole form when every committee with branches is theirs, else one of their general branches); a
+    general-branch secretary: their own general branch only (the default); branch secretaries: none.
+    """
+    from reports.snapshots import scope_of
+
+    kinds = {r for r, _ in a.roles}
+    gbs = sorted(sc for r, sc in a.roles if r is Role.general_branch_secretary)
+    if not kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary}:
+        raise Forbidden(f"{a.name}（{a.email}）无权下载报表：报表限组织部、党委委员、审计人员和党总支书记")
+    if not per_branch:  # the year's task list: no branch data, the same for everybody who may download
+        return general_branch or None
+    if not general_branch:
+        if sees_everything(s, a):
+            return None
+        if len(gbs) == 1 and not kinds & set(_COMMITTEE_ROLES):
+            return gbs[0]
+        raise Forbidden("请选择党总支（general_branch=）：只能下载本人负责范围内的报表")
+    scope_of(s, general_branch)  # NotFound for an unknown code
+    if sees_everything(s, a) or general_branch in gbs:
+        return general_branch
+    committees = {sc for r, sc in a.roles if r in _COMMITTEE_ROLES}
+    committee = s.scalar(select(Committee.code).join(GeneralBranch, GeneralBranch.committee_id == Committee.id)
+                         .where(GeneralBranch.code == general_branch))
+    if committee in committees:
+        return general_branch
+    raise Forbidden(f"{a.name}（{a.email}）无权下载党总支 {general_branch} 的报表：只能下载本人负责的党总支")
+
+
+def may_download(s: Session, a: Actor) -> bool:
+    """Whether the person may download any form (the nav link, the reports page)."""
+    kinds = {r for r, _ in a.roles}
+    return bool(kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary})
+
+
+def require_charts(s: Session, a: Actor) -> None:
+    """The charts count every branch of the campaign: for those who may read all of it."""
+    if not sees_everything(s, a):
+        raise Forbidden(f"{a.name}（{a.email}）无权查看全部党支部的统计图：图表限审计人员和党委层面人员")
+
+
+class ReportForm(BaseModel):
+    name: str
+    label: str
+    formats: list[str]
+    per_general_branch: bool
+
+
+@router.get("/reports", response_model=list[ReportForm], tags=["报表"], summary="可下载的报表及其格式")
+def report_list(request: Request, token: Token) -> list[ReportForm]:
+    import reports
+
+    rt = runtime(request)
+    with rt.tx() as s:
+        a = _actor(rt, s, token)
+        if not may_download(s, a):
+            raise Forbidden(f"{a.name}（{a.email}）无权下载报表：报表限组织部、党委委员、审计人员和党总支书记")
+    return [ReportForm(name=n, label=label, formats=list(reports.FORMATS),
+                       per_general_branch=reports.FORMS[n].per_branch) for n, label in reports.form_names().items()]
+
+
+_FILE_TYPES = {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}},
+    "text/csv": {"schema": {"type": "string"}},
+    "text/html": {"schema": {"type": "string"}},
+}
+
+
+@router.get("/reports/{name}", tags=["报表"], summary="下载报表（xlsx / csv / html；at= 为当时的样子）",
+            response_class=StreamingResponse, responses={200: {"description": "报表文件", "content": _FILE_TYPES}})
+def report_download(
+    name: Annotated[str, Path(max_length=64, description="报表名，见 GET /api/reports")],
+    request: Request, token: Token, campaign: CampaignQ = None,
+    format: Annotated[str, Query(pattern="^(xlsx|csv|html)$", description="xlsx、csv 或 html")] = "xlsx",
+    general_branch: Annotated[str | None, Query(max_length=64, description="党总支编码（党总支书记默认本人的）")] = None,
+    at: Annotated[str | None, Query(max_length=40, description="重放到该时间（ISO；日期表示当天结束）")] = None,
+) -> StreamingResponse:
+    import reports
+
+    rt = runtime(request)
+    now = rt.clock()
+    stack = ExitStack()
+    try:
+        s = stack.enter_context(rt.tx())
+        a = _actor(rt, s, token)
+        form = reports.FORMS.get(name)
+        if form is None:
+            raise NotFound(f"没有名为 {name!r} 的报表；可用：{'、'.join(reports.form_names())}")
+        gb = report_scope(s, a, general_branch or None, per_branch=form.per_branch)
+        r = reports.render(s, name, format, general_branch=gb, at=parse_time(at, "截至时间"), campaign=campaign, now=now)
+        first = next(r.body, b"")  # errors surface here, before any byte is sent
+    except BaseException:
+        stack.__exit__(*sys.exc_info())
+        raise
+
+    def body() -> Iterator[bytes]:
+        with stack:
+            yield first
+            yield from r.body
+
+    return StreamingResponse(body(), media_type=r.media_type,
+                             headers={"Content-Disposition": r.content_disposition()})
+
+
+_SVG = {"image/svg+xml": {"schema": {"type": "string"}}}
+
+
+@router.get("/charts/{name}.svg", tags=["报表"], summary="活动进展图（grades、burndown、overdue），SVG",
+            response_class=Response, responses={200: {"description": "SVG 图", "content": _SVG}})
+def chart(name: Annotated[str, Path(max_length=32, description="grades、burndown 或 overdue")],
+          request: Request, token: Token, campaign: CampaignQ = None) -> Response:
+    from reports import charts
+
+    rt = runtime(request)
+    with rt.tx() as s:
+        a = _actor(rt, s, token)
+        require_charts(s, a)
+        svgs = charts.dashboard_svgs(s, campaign, rt.clock())
+    if name not in svgs:
+        raise NotFound(f"没有名为 {name!r} 的图；可用：{'、'.join(svgs)}")
+    return Response(svgs[name], media_type="image/svg+xml")
