@@ -68,8 +68,31 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+HELP_TEXT = "显示此帮助并退出"
+
+
+class ChineseHelpCommand(click.Command):
+    """A command whose --help option speaks Chinese like the rest of the CLI."""
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            opt.help = HELP_TEXT
+        return opt
+
+
 class BranchflowGroup(click.Group):
-    """Translates our errors once: message to stderr, the error's exit code."""
+    """Translates our errors once: message to stderr, the error's exit code. Its commands and subgroups
+    (also those the extension modules register) get Chinese --help text."""
+
+    command_class = ChineseHelpCommand
+    group_class = type  # subgroups are BranchflowGroups too
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            opt.help = HELP_TEXT
+        return opt
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
