@@ -11,13 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
@@ -25,6 +28,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+import reports
+from reports import charts as reports_charts
 from service.app import TEMPLATES, Runtime, runtime
 from service.auth import (
     CSRF_COOKIE,
@@ -40,12 +45,12 @@ from states import spec_for
 from states.base import ROLE_LABELS, WORKING_STAGES, Role, Stage
 from states.survey import FOCUS_POINTS
 from workflow import audit, service, views
-from workflow.errors import BranchflowError, Forbidden, InvalidInput, TransitionRefused
+from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound, TransitionRefused
 from workflow.models import Branch, CaseRow, Committee, GeneralBranch
 from workflow.repository import LoadedCase, campaign_of, get_campaign_row, load_case
 from workflow.service import Actor
 
-from .api import TZ, parse_time
+from .api import TZ, parse_time, report_scope
 
 router = APIRouter(include_in_schema=False)
 _env = jinja2.Environment(
@@ -93,6 +98,8 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200,
 def _role_flags(actor: Actor | None) -> dict[str, bool]:
     kinds = {r for r, _ in actor.roles} if actor else set()
     return {
+        "reports": bool(kinds & {Role.auditor, Role.committee_member, Role.org_department,
+                                 Role.general_branch_secretary}),
         "committee": bool(kinds & {Role.committee_member, Role.org_department}),
         "audit": bool(kinds & {Role.auditor, Role.committee_member, Role.org_department}),
         "auditor_only": kinds == {Role.auditor},
@@ -281,6 +288,7 @@ def dashboard(request: Request) -> Response:
             if r.stage == Stage.accepted.value:
                 g["accepted"] += r.n
         overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
+        charts = reports_charts.dashboard_svgs(s, camp_row, now) if sees_everything(s, actor) else {}
     total = sum(stages.values())
     stage_rows: list[dict[str, Any]] = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
                   for st in Stage]
@@ -288,7 +296,7 @@ def dashboard(request: Request) -> Response:
     return render(request, "dashboard.html", {
         "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
         "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),
-        "overdue_total": sum(late.values()), "overdue": overdue,
+        "overdue_total": sum(late.values()), "overdue": overdue, "charts": list(charts.values()),
         "gb_rows": [{"code": k, **v, "where": "、".join(f"{Stage(st).label} {n}" for st, n in sorted(
             v["stages"].items(), key=lambda x: Stage(x[0]).number))} for k, v in sorted(per_gb.items())],
     }, actor=actor)
@@ -723,3 +731,72 @@ def audit_page(request: Request) -> Response:
         else:
             status = 200
     return render(request, "audit.html", {**ctx, "error": error}, status=status, actor=actor)
+
+
+# --- reports ----------------------------------------------------------------------------------------
+
+def _general_branch_choices(s: Session, actor: Actor) -> tuple[list[dict[str, str]], bool]:
+    """The general branches the person may pick on the reports page, and whether "all" is offered."""
+    q = (select(GeneralBranch.code, GeneralBranch.name).join(Committee, Committee.id == GeneralBranch.committee_id)
+         .order_by(Committee.code, GeneralBranch.code))
+    everything = sees_everything(s, actor)
+    if not everything:
+        committees = {sc for r, sc in actor.roles if r in (Role.org_department, Role.committee_member)}
+        gbs = {sc for r, sc in actor.roles if r is Role.general_branch_secretary}
+        q = q.where(Committee.code.in_(committees) | GeneralBranch.code.in_(gbs))
+    return [{"code": r.code, "name": r.name} for r in s.execute(q)], everything
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(request: Request) -> Response:
+    rt = runtime(request)
+    qp = request.query_params
+    gb = (qp.get("general_branch") or "").strip()
+    at_s = (qp.get("at") or "").strip()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        if not _role_flags(actor)["reports"]:
+            raise Forbidden(f"{actor.name}（{actor.email}）无权下载报表：报表限组织部、党委委员、审计人员和党总支书记")
+        choices, everything = _general_branch_choices(s, actor)
+        if not gb and not everything and choices:
+            gb = choices[0]["code"]
+    params = {k: v for k, v in (("general_branch", gb), ("at", at_s)) if v}
+    forms = []
+    for name, label in reports.form_names().items():
+        per_branch = reports.FORMS[name].per_branch
+        p = params if per_branch else {k: v for k, v in params.items() if k != "general_branch"}
+        query = ("?" + urlencode(p)) if p else ""
+        forms.append({"name": name, "label": label, "per_branch": per_branch,
+                      "links": [(fmt, f"/reports/{name}.{fmt}{query}") for fmt in reports.FORMATS]})
+    return render(request, "reports.html", {"forms": forms, "choices": choices, "everything": everything,
+                                            "general_branch": gb, "at": at_s}, actor=actor)
+
+
+@router.get("/reports/{file}")
+def report_file(file: str, request: Request) -> Response:
+    """``/reports/summary.xlsx?general_branch=&at=``: the same file as the API, with the page session."""
+    rt = runtime(request)
+    now = rt.clock()
+    name, _, fmt = file.rpartition(".")
+    qp = request.query_params
+    stack = ExitStack()
+    try:
+        s = stack.enter_context(rt.tx())
+        actor = _page_actor(rt, s, request)
+        form = reports.FORMS.get(name)
+        if form is None or fmt not in reports.FORMATS:
+            raise NotFound(f"没有报表 {file!r}")
+        gb = report_scope(s, actor, (qp.get("general_branch") or "").strip() or None, per_branch=form.per_branch)
+        r = reports.render(s, name, fmt, general_branch=gb, at=parse_time((qp.get("at") or "").strip(), "截至日期"),
+                           now=now)
+        first = next(r.body, b"")
+    except BaseException:
+        stack.__exit__(*sys.exc_info())
+        raise
+
+    def body() -> Iterator[bytes]:
+        with stack:
+            yield first
+            yield from r.body
+
+    return StreamingResponse(body(), media_type=r.media_type, headers={"Content-Disposition": r.content_disposition()})

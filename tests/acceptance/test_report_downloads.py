@@ -84,3 +84,34 @@ def test_charts_are_svg(graded: Site) -> None:
         r = graded.call("auditor", "GET", f"/api/charts/{name}.svg")
         assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
         assert r.text.lstrip().startswith("<svg") or "<svg" in r.text[:200]
+
+
+def test_the_reports_page_lists_a_button_per_form_and_format_and_its_links_download(graded: Site) -> None:
+    c = graded.page_client("org")
+    page = c.get("/reports")
+    assert page.status_code == 200 and 'href="/reports"' in page.text  # the nav link
+    links = re.findall(r'<a class="button" href="([^"]+)"', page.text)
+    assert len(links) == 5 * 3 and "/reports/summary.xlsx" in links
+    r = c.get("/reports/summary.xlsx")
+    assert r.status_code == 200 and r.headers["content-type"] == XLSX and "filename*=UTF-8''" in r.headers["content-disposition"]
+    assert openpyxl.load_workbook(io.BytesIO(r.content)).active["A1"].value.endswith("党支部分类定级汇总表")
+
+    gb = graded.page_client("gb1")
+    page = gb.get("/reports", params={"at": "2026-05-01"})
+    href = re.search(r'href="(/reports/summary\.csv[^"]*)"', page.text).group(1).replace("&amp;", "&")
+    assert "general_branch=GB1" in href and "at=2026-05-01" in href
+    r = gb.get(href)
+    assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbf") and "-GB1-" in r.headers["content-disposition"]
+    assert gb.get("/reports/summary.csv", params={"general_branch": "GB2"}).status_code == 403
+
+    sec = graded.page_client("sec1")
+    assert 'href="/reports"' not in sec.get("/").text
+    assert sec.get("/reports").status_code == 403 and sec.get("/reports/summary.csv").status_code == 403
+    assert graded.page_client(None).get("/reports/summary.csv", follow_redirects=False).status_code == 303
+
+
+def test_the_dashboard_shows_the_charts_inline(graded: Site) -> None:
+    html = graded.page_client("org").get("/dashboard").text
+    assert "<h2>图表</h2>" in html and html.count("<svg") >= 3 and "<script" not in html and "https://" not in html
+    assert "各环节党支部数" in html  # what was there stays
+    assert "<svg" not in graded.page_client("gb1").get("/dashboard").text  # the charts count every branch
