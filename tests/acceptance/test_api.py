@@ -165,6 +165,7 @@ def test_the_openapi_schema_lists_every_endpoint(site: Site) -> None:
         "/api/branches/{code}/sign", "/api/branches/{code}/publish", "/api/branches/{code}/objections",
         "/api/branches/{code}/objections/{objection_id}/resolve", "/api/branches/{code}/items/{item}/complete",
         "/api/branches/{code}/extend", "/api/audit/verify", "/api/outbox",
+        "/api/reports", "/api/reports/{name}", "/api/charts/{name}.svg",
     }
 
 
