@@ -25,16 +25,16 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from states.base import Role  # noqa: E402
-from states.survey import FOCUS_POINTS  # noqa: E402
-from workflow import audit, service  # noqa: E402
-from workflow.campaigns import create_campaign  # noqa: E402
-from workflow.db import make_engine, session_factory  # noqa: E402
-from workflow.importer import OrgRow, import_rows  # noqa: E402
-from workflow.migrate import upgrade  # noqa: E402
-from workflow.people import add_person  # noqa: E402
+from states.base import Role
+from states.survey import FOCUS_POINTS
+from workflow import audit, service
+from workflow.campaigns import create_campaign
+from workflow.db import make_engine, session_factory
+from workflow.importer import OrgRow, import_rows
+from workflow.migrate import upgrade
+from workflow.people import add_person
 
 TZ = ZoneInfo("Asia/Shanghai")
 BATCH = 250  # branches per transaction, for both the services and the baseline

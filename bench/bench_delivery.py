@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import datetime as dt
+import multiprocessing as mp
 import sys
 import tempfile
 import time

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow import grading  # noqa: E402
-from workflow.campaign import load_preset, preset_names  # noqa: E402
-from workflow.case import BranchFacts  # noqa: E402
+from workflow import grading
+from workflow.campaign import load_preset, preset_names
+from workflow.case import BranchFacts
 
 
 def inputs(n: int, preset: str, rng: random.Random) -> list[tuple[BranchFacts, dict]]:  # type: ignore[type-arg]

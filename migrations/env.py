@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+import notifications.models  # noqa: F401  (outbox tables, so autogenerate sees them)
 from workflow.db import make_engine
 from workflow.models import Base
-import notifications.models  # noqa: F401  (outbox tables, so autogenerate sees them)
 from workflow.settings import Settings
 
 target_metadata = Base.metadata

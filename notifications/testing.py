@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 
@@ -99,8 +99,9 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         return self.handler.messages
 
-    def __enter__(self) -> SmtpServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -34,7 +34,7 @@ def parse_now(value: str | None) -> dt.datetime:
         if len(value) == 10:
             t = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(0, 0))
         else:
-            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            t = dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(f"时间 {value!r} 无效（示例：2026-04-18 或 2026-04-18T09:00 或 2026-04-18T09:00+08:00）") from None
     return t if t.tzinfo else t.replace(tzinfo=DEFAULT_TZ)

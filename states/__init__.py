@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from states.base import ROLE_LABELS, STAGE_LABELS, WORKING_STAGES, Role, Stage, StageSpec
 
-__all__ = ["ROLE_LABELS", "STAGE_LABELS", "WORKING_STAGES", "Role", "Stage", "StageSpec", "spec_for", "SPECS"]
+__all__ = ["ROLE_LABELS", "SPECS", "STAGE_LABELS", "WORKING_STAGES", "Role", "Stage", "StageSpec", "spec_for"]
 
 
 def _load() -> dict[Stage, StageSpec]:

@@ -40,7 +40,7 @@ def iso(t: dt.datetime) -> str:
 
 
 def parse_iso(s: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return dt.datetime.fromisoformat(s)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import chinese_calendar
 
 from workflow.errors import CalendarUnknown
+
+if TYPE_CHECKING:
+    from workflow.campaign import Campaign
 
 
 class WorkingCalendar:
@@ -77,6 +81,6 @@ def _library_knows(year: int) -> bool:
     return 2004 <= year <= _LAST_KNOWN
 
 
-def for_campaign(campaign: object) -> WorkingCalendar:
-    cal = getattr(campaign, "calendar")
+def for_campaign(campaign: Campaign) -> WorkingCalendar:
+    cal = campaign.calendar
     return WorkingCalendar(holidays=cal.holidays, workdays=cal.workdays)

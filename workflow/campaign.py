@@ -9,6 +9,7 @@ edits it. Deadlines may be written as ``"MM-DD"`` (placed on the campaign's year
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -113,7 +114,7 @@ class GradeScale(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> GradeScale:
         mins = [b.min for b in self.bands]
-        if any(a <= b for a, b in zip(mins, mins[1:])):
+        if any(a <= b for a, b in itertools.pairwise(mins)):
             order = "、".join(f"{b.grade} {b.min:g}" for b in self.bands)
             raise ValueError(f"等级须按分数从高到低排列，且下限严格递减（现为：{order}）")
         last = self.bands[-1]

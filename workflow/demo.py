@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from states.base import Role
 from states.survey import FOCUS_POINTS
-from workflow import audit, service, views
+from workflow import audit, repository, service, views
 from workflow.campaigns import create_campaign
 from workflow.db import make_engine, session_factory
 from workflow.errors import BranchflowError, InvalidInput, TransitionRefused
@@ -144,7 +144,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
         return service.actor_for(s, email)
 
     def sec(s: Session, code: str) -> service.Actor:
-        return actor(s, service.load_case(s, code).branch.secretary_email)
+        return actor(s, repository.load_case(s, code).branch.secretary_email)
 
     def d(month: int, day: int, jitter: int = 0) -> dt.date:
         return dt.date(year, month, day) + dt.timedelta(days=rng.randint(0, jitter) if jitter else 0)
@@ -161,7 +161,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
             service.advance(s, code, actor(s, gbsec), now=now)
 
         def self_assess(s: Session, now: dt.datetime, code: str = code, q: float = p.quality) -> None:
-            case = service.load_case(s, code)
+            case = repository.load_case(s, code)
             rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
             scores = {i.id: round(max(0.0, min(i.max, i.max * rng.gauss(q, 0.08))) * 2) / 2 for i in rubric.items}
             att = case.facts.member_count // 2 + 1 + rng.randint(0, case.facts.member_count // 3)
@@ -199,7 +199,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
                                         "该支部上年度受到群众投诉，自评第 18 项得满分与事实不符。", now=now)
 
             def uphold(s: Session, now: dt.datetime, code: str = code) -> None:
-                case = service.load_case(s, code)
+                case = repository.load_case(s, code)
                 oid = case.state["objections"][-1]["id"]
                 service.resolve_objection(s, code, actor(s, org), oid, upheld=True,
                                           reason="经核实，上年度确有一次群众投诉，异议成立，退回党委重新评定。", now=now)
@@ -223,7 +223,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
         n_items = rng.randint(2, 4)
 
         def plan(s: Session, now: dt.datetime, code: str = code, n_items: int = n_items) -> None:
-            case = service.load_case(s, code)
+            case = repository.load_case(s, code)
             problems = ["组织生活不够规范", "党员发展后备力量不足", "支部特色品牌不鲜明", "群众满意度有待提高", "制度落实有空转"]
             measures = ["每月固定主题党日并留存记录", "建立入党积极分子培养台账", "开展“一支部一品牌”创建", "开展走访谈心", "逐项对照制度自查"]
             items = [{"problem": problems[i], "measure": measures[i], "due": dt.date(year, 7, 31).isoformat(),
@@ -264,7 +264,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
             def redo(s: Session, now: dt.datetime, code: str = code) -> None:
                 who = sec(s, code)
                 service.record(s, code, who, {"submitted": True}, now=now)
-                items = service.load_case(s, code).state["records"]["rectification"]["items"]
+                items = repository.load_case(s, code).state["records"]["rectification"]["items"]
                 for i in range(1, len(items) + 1):
                     service.complete_item(s, code, who, i, f"第 {i} 项重新整改到位，补充佐证材料。", now=now)
                 service.advance(s, code, who, now=now)

@@ -102,7 +102,7 @@ def _rows_xlsx(data: bytes) -> Iterator[list[str]]:
 
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several unrelated types for a broken file
+    except Exception as exc:  # noqa: BLE001 — openpyxl raises several unrelated types for a broken file
         raise ImportRejected([RowProblem(row=1, column="(文件)", problem=f"无法读取 XLSX 文件：{exc}")]) from None
     try:
         ws = wb.worksheets[0]
@@ -158,12 +158,12 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
     out: list[OrgRow] = []
     seen_codes: dict[str, int] = {}
     for n, raw in enumerate(table[1:], start=2):
-        def get(col: str) -> str:
+        def get(col: str) -> str:  # the closures below are used only within this iteration
             i = index.get(col)
-            return raw[i].strip() if i is not None and i < len(raw) else ""
+            return raw[i].strip() if i is not None and i < len(raw) else ""  # noqa: B023
 
         def bad(col: str, msg: str) -> None:
-            problems.append(RowProblem(row=n, column=LABEL[col], problem=msg))
+            problems.append(RowProblem(row=n, column=LABEL[col], problem=msg))  # noqa: B023
 
         before = len(problems)
         for col in REQUIRED:
@@ -276,12 +276,12 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
             elif g.name != r.general_branch or g.committee_id != c.id:
                 g.name, g.committee_id = r.general_branch or "", c.id
             gb_id = g.id
-        values = dict(
-            name=r.name, branch_type=r.branch_type, committee_id=c.id, general_branch_id=gb_id,
-            secretary_name=r.secretary_name, secretary_email=r.secretary_email, member_count=r.member_count,
-            last_reelection=r.last_reelection, last_activity=r.last_activity,
-            secretary_violation=r.secretary_violation,
-        )
+        values = {
+            "name": r.name, "branch_type": r.branch_type, "committee_id": c.id, "general_branch_id": gb_id,
+            "secretary_name": r.secretary_name, "secretary_email": r.secretary_email,
+            "member_count": r.member_count, "last_reelection": r.last_reelection, "last_activity": r.last_activity,
+            "secretary_violation": r.secretary_violation,
+        }
         b = branches.get(r.code)
         if b is None:
             b = Branch(code=r.code, **values)

@@ -64,7 +64,7 @@ class _Carrier:
         return True
 
 
-def fire(stage: Stage, trigger: str, check: Callable[[], list[Unmet]] = lambda: []) -> Stage:
+def fire(stage: Stage, trigger: str, check: Callable[[], list[Unmet]] = list) -> Stage:
     """Move from ``stage`` by ``trigger`` if declared and ``check()`` returns nothing unmet; return the new stage."""
     if trigger not in TRIGGER_LABELS:
         raise TransitionRefused(f"未知的操作 {trigger!r}；可用：{', '.join(TRIGGER_LABELS)}")

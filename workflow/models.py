@@ -141,7 +141,7 @@ class CaseRow(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
-    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012 — read once by the mapper
 
 
 class EventRow(Base):

@@ -9,9 +9,9 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -234,14 +234,14 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
     case.rows = []
 
 
-_CASES = CaseRow.__table__
+_CASES = cast(Table, CaseRow.__table__)
 # Built once (building and cache-keying a statement per call cost more than running it).
 _SAVE = (
     update(_CASES)
     .where(_CASES.c.id == bindparam("b_id"), _CASES.c.version == bindparam("b_old"))
     .values({c: bindparam(f"b_{c}") for c in ("state", "stage", "grade", "deadline", "updated_at", "version")})
 )
-_INSERT_EVENTS = insert(EventRow.__table__)
+_INSERT_EVENTS = insert(cast(Table, EventRow.__table__))
 
 
 def open_cases(session: Session, campaign_row: CampaignRow, branches: list[tuple[int, str]], *,

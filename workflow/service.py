@@ -156,9 +156,9 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
         problems = validate(payload, case.campaign, case.facts)
         if problems:
             raise InvalidInput(f"“{case.stage.label}”数据无效：\n" + "\n".join(f"  {p}" for p in problems))
-    if case.stage is Stage.rectification and case.state["records"].get("rectification", {}).get("submitted"):
-        if payload.get("items") is not None:
-            raise TransitionRefused("整改方案已提交，不能再修改整改事项；请逐项完成并上传佐证")
+    if (case.stage is Stage.rectification and case.state["records"].get("rectification", {}).get("submitted")
+            and payload.get("items") is not None):
+        raise TransitionRefused("整改方案已提交，不能再修改整改事项；请逐项完成并上传佐证")
     append(session, case, kind="recorded", actor=actor.email, at=now, payload={"stage": case.stage.value, "data": payload})
     return _commit_point(session, case, now)
 
@@ -323,7 +323,7 @@ def resolve_objection(session: Session, branch: str, actor: Actor, objection_id:
 # --- moves ------------------------------------------------------------------------------------------
 
 def _move(session: Session, case: LoadedCase, actor: Actor, trigger: str, now: dt.datetime,
-          check: Callable[[], list[Any]] = lambda: [], extra: dict[str, Any] | None = None) -> None:
+          check: Callable[[], list[Any]] = list, extra: dict[str, Any] | None = None) -> None:
     src = case.stage
     dest = machine.fire(src, trigger, check)
     append(session, case, kind="moved", actor=actor.email, at=now,

@@ -31,7 +31,7 @@ class CLI:
 
     def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=self.tmp, env=self.env, text=True,
-                           capture_output=True, input=stdin, timeout=120)
+                           capture_output=True, input=stdin, timeout=120, check=False)
         assert r.returncode == code, f"{args} → {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
         return r
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from states.base import Stage
-from tests.support.world import AUDITOR, GB_SEC, ORG, MEMBERS, World, at
+from tests.support.world import AUDITOR, MEMBERS, ORG, World, at
 from workflow import audit, service
 from workflow.campaigns import change_campaign, create_campaign, extend_all
 from workflow.errors import Conflict, Forbidden, InvalidInput, TransitionRefused
@@ -94,9 +94,9 @@ def test_two_campaign_changes_from_the_same_version_one_conflicts(world: World) 
 
 
 def test_extend_works_on_presets_with_comments_and_survey_asks_for_veto_facts(sessions) -> None:  # type: ignore[no-untyped-def]
+    from states.base import Role
     from workflow.importer import OrgRow, import_rows
     from workflow.people import add_person
-    from states.base import Role
 
     with sessions() as s, s.begin():
         import_rows(s, [OrgRow(row=2, committee="矿大党委", committee_code="K", general_branch="总支", general_branch_code="G",
