@@ -21,12 +21,13 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
+from workflow.resources import template_dir
+
+TEMPLATES = template_dir("mail")
 FAMILIES = ("notices", "monthly", "dead_report")
 
 

@@ -12,7 +12,6 @@ import io
 import tempfile
 from collections.abc import Iterable, Iterator
 from copy import copy
-from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from openpyxl import Workbook
@@ -22,8 +21,9 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from reports.forms import Cell, Form, Row
+from workflow.resources import template_dir
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "reports"
+TEMPLATES = template_dir("reports")
 CHUNK = 64 * 1024
 HEADER_ROW = 4  # title, two note lines, then the header
 

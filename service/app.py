@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,11 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.auth import Signer, secret_key
 from workflow.db import make_engine, session_factory
 from workflow.errors import BranchflowError, NotFound
+from workflow.resources import template_dir
 from workflow.settings import Settings
 
 Clock = Callable[[], dt.datetime]
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates" / "web"
+TEMPLATES = template_dir("web")
 STATIC = TEMPLATES / "static"
 
 

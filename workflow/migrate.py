@@ -1,27 +1,38 @@
-"""`branchflow init`: create or upgrade the database with Alembic."""
+"""`branchflow init`: create or upgrade the database with Alembic.
+
+Alembic is configured here, in code: the migrations are the installed ``migrations`` package (shipped in
+the wheel), so no ``alembic.ini`` is read at run time (the one in the source tree is for the ``alembic``
+command of developers).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def migrations_dir() -> Path:
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("找不到数据库迁移脚本（migrations 包）；请重新安装 branchflow")
+    return Path(spec.origin).resolve().parent
 
 
 def alembic_config() -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))  # configparser syntax
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def current(engine: Engine) -> str | None:
