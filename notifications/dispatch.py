@@ -37,7 +37,8 @@ from workflow.models import Committee
 
 MAX_ATTEMPTS = 8
 LEASE = dt.timedelta(minutes=10)
-FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", "dead_report": "dead_report"}
+FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", "dead_report": "dead_report",
+          "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
 
 
 def backoff(attempts: int) -> dt.timedelta:

@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from workflow.resources import template_dir
 
 TEMPLATES = template_dir("mail")
-FAMILIES = ("notices", "monthly", "dead_report")
+FAMILIES = ("notices", "monthly", "dead_report", "ballot")
 
 
 @lru_cache(maxsize=4)

@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runtime = rt
     app.include_router(api.router, prefix="/api")
     app.include_router(web.router)
+    from service import ballot_pages  # online ballots (issue 15)
+    app.include_router(ballot_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(BranchflowError)

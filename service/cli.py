@@ -720,7 +720,8 @@ def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int, unt
 
 
 # Commands of the other capabilities live in their own modules, each with ``register(cli)``.
-EXTENSIONS = ("service.cli_notify", "service.cli_reports", "service.cli_web")
+EXTENSIONS: tuple[str, ...] = ("service.cli_notify", "service.cli_reports", "service.cli_web")
+EXTENSIONS += ("service.cli_ballot",)  # online ballots (issue 15)
 
 
 def _register_extensions() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -25,11 +25,35 @@ class Tally(Record):
     satisfaction_secretary: float = Field(ge=0, le=1)
 
 
+class OnlineBallot(Record):
+    """What closing an online ballot adds to its tally: the ballot, who could vote, and the commitment.
+
+    ``commitment`` is the sha256 of the canonical, sorted anonymous ballots (see workflow/ballots.py);
+    ``export_sha256`` the hash of the published export file anyone can recount from.
+    """
+
+    ballot_id: int = Field(ge=1)
+    eligible: int = Field(ge=0)
+    participation: float = Field(ge=0, le=1)
+    commitment: str = Field(pattern=r"^[0-9a-f]{64}$")
+    export_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    closed_by: str = ""
+
+
+SOURCE_LABELS = {"online": "网上测评（一次性测评码）", "typed": "纸质选票录入"}
+
+
 class MemberEvaluationRecord(Record):
-    """Either ``ballots`` (each one) or ``tally``; plus ``peer`` and ``superior`` scores where used."""
+    """Either ``ballots`` (each one) or ``tally``; plus ``peer`` and ``superior`` scores where used.
+
+    ``source`` says where a tally came from: ``typed`` (paper ballots typed in — the default) or
+    ``online`` (written only by closing an online ballot, with its ``online`` commitment block).
+    """
 
     ballots: list[Ballot] | None = None
     tally: Tally | None = None
+    source: Literal["online", "typed"] | None = None
+    online: OnlineBallot | None = None
     peer: float | None = Field(default=None, ge=0, le=100)
     superior: float | None = Field(default=None, ge=0, le=100)
 
@@ -37,7 +61,18 @@ class MemberEvaluationRecord(Record):
     def _one_form(self) -> MemberEvaluationRecord:
         if self.ballots is not None and self.tally is not None:
             raise ValueError("只能填写逐张选票（ballots）或汇总（tally）之一")
+        if (self.source == "online") != (self.online is not None):
+            raise ValueError("网上测评结果须同时带有测评编号和承诺值（online）")
+        if self.online is not None and self.tally is None:
+            raise ValueError("网上测评结果须带有汇总（tally）")
         return self
+
+
+def validate(payload: dict[str, Any], campaign: Any, facts: Any) -> list[str]:
+    """Filed by hand (CLI, API, page): an online result is written only by closing its ballot."""
+    if payload.get("source") == "online" or payload.get("online") is not None:
+        return ["source: 网上测评结果只能由关闭网上测评自动写入，不能手工填报"]
+    return []
 
 
 def tally_of(ballots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -59,13 +94,26 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         ballots = list(old.get("ballot_list", [])) + list(new["ballots"])
         out["ballot_list"] = ballots
         out["tally"] = tally_of(ballots)
+        out.pop("source", None)
+        out.pop("online", None)
     elif new.get("tally") is not None:
         out.pop("ballot_list", None)
         out["tally"] = new["tally"]
+        # no ``source`` means typed (records filed before online ballots existed replay unchanged)
+        for k in ("source", "online"):
+            if new.get(k) is not None:
+                out[k] = new[k]
+            else:
+                out.pop(k, None)
     for k in ("peer", "superior"):
         if new.get(k) is not None:
             out[k] = new[k]
     return out
+
+
+def source_of(rec: dict[str, Any]) -> str:
+    """``online`` or ``typed`` for a member-evaluation record (state form)."""
+    return "online" if rec.get("source") == "online" else "typed"
 
 
 def can_leave(state: dict[str, Any], campaign: Any, facts: Any, *, now: Any = None) -> list[Unmet]:
@@ -90,5 +138,5 @@ SPEC = StageSpec(
     advancers=frozenset({Role.general_branch_secretary, Role.org_department}),
     can_leave=can_leave,
     deadline_key="member_evaluation",
-    extra={"merge": merge},
+    extra={"merge": merge, "validate": validate},
 )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -175,3 +176,68 @@ class CampaignChangeRow(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- online ballots (issue 15; migration 0007) -----------------------------------------------------
+# The roster side (who may vote, whether they have) and the response side (what was answered) share no
+# key: ``ballot_voters`` and ``ballot_responses`` only both carry the ballot's id. Responses have no
+# time and a random primary key; on SQLite they are a WITHOUT ROWID table, so rows are stored in the
+# order of that random key, not in voting order. See workflow/ballots.py for the residual risks.
+
+
+class BallotRow(Base):
+    """One online ballot of a branch's member evaluation (党员群众测评), open until ``closes_at``."""
+
+    __tablename__ = "ballots"
+    __table_args__ = (Index("ix_ballots_status_closes", "status", "closes_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    branch_code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    form: Mapped[dict[str, Any]] = mapped_column(JSON)
+    opened_by: Mapped[str] = mapped_column(String(254))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    closes_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(254))
+    commitment: Mapped[str | None] = mapped_column(String(64))
+    export: Mapped[str | None] = mapped_column(Text)
+
+
+class BallotVoterRow(Base):
+    """Who may vote in a ballot: one row per code (a named voter, or an anonymous code for a meeting).
+
+    ``code_hash`` is the sha256 of the code; the code itself is never stored. ``voted`` says whether the
+    code was used — never when.
+    """
+
+    __tablename__ = "ballot_voters"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballots.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # member | masses | anonymous
+    name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    voted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BallotResponseRow(Base):
+    """One anonymous ballot: the answers only, a random key, no time, no code, no voter."""
+
+    __tablename__ = "ballot_responses"
+    __table_args__ = {"sqlite_with_rowid": False}
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ballot_id: Mapped[int] = mapped_column(ForeignKey("ballots.id", ondelete="CASCADE"), index=True)
+    rating: Mapped[float] = mapped_column(Float)
+    satisfied_with_members: Mapped[bool] = mapped_column(Boolean)
+    satisfied_with_secretary: Mapped[bool] = mapped_column(Boolean)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class BallotAttemptRow(Base):
+    """Refused code attempts per client address (its sha256) in the current window: the rate limit."""
+
+    __tablename__ = "ballot_attempts"
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
