@@ -155,6 +155,7 @@ async def staff_act(code: str, request: Request) -> Response:
                 roster_text = ""
                 if roster_file is not None and not isinstance(roster_file, str):
                     raw = await roster_file.read()
+                    await roster_file.close()
                     try:
                         roster_text = raw.decode("utf-8-sig")
                     except UnicodeDecodeError:
