@@ -175,7 +175,17 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
             ballots = [{"rating": round(max(0, min(100, rng.gauss(q * 100, 6))), 1),
                         "satisfied_with_members": rng.random() < q + 0.1,
                         "satisfied_with_secretary": rng.random() < q + 0.15} for _ in range(n)]
-            service.record(s, code, actor(s, gbsec), {"ballots": ballots}, now=now)
+            if code == plans[0].code:  # one branch votes online: one-time codes, anonymous ballots, a commitment
+                from workflow import ballots as online
+
+                b = online.open_ballot(s, code, actor(s, gbsec), closes_at=now + dt.timedelta(days=1), now=now)
+                for issued, answers in zip(online.issue_codes(s, b.id, actor(s, gbsec), n, now=now), ballots):
+                    scores = [c["score"] for c in b.form["rating"]["choices"]]
+                    near = min(scores, key=lambda x: abs(x - float(answers["rating"])))
+                    online.cast_vote(s, issued.code, {**answers, "rating": near}, now=now)
+                online.close_ballot(s, b.id, actor(s, gbsec), now=now)
+            else:
+                service.record(s, code, actor(s, gbsec), {"ballots": ballots}, now=now)
             service.advance(s, code, actor(s, gbsec), now=now)
 
         def grade(s: Session, now: dt.datetime, code: str = code) -> None:
