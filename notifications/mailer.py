@@ -5,8 +5,14 @@
     InMemoryTransport   a fake for unit tests (records messages; can be told to fail)
 
 A transport never raises for a failed message: it returns one :class:`Outcome` per message —
-``sent``, ``temporary`` (connection refused, timeouts, 4xx: retry with back-off) or ``permanent``
-(5xx, a bad address: dead-letter). Retrying and marking are the dispatcher's business.
+``sent``, ``temporary`` (connection refused, timeouts, 4xx: retry with back-off), ``permanent``
+(a recipient's 5xx, a bad address: dead-letter), ``held`` (a failure of ours: the server refuses our
+login or our sender address, TLS is misconfigured — retried after the fix, never dead-lettered) or
+``unsent`` (never handed to the server: a stop was requested, or the dispatcher no longer owns it).
+Retrying and marking are the dispatcher's business, through :class:`Hooks`: ``before(i)`` is asked
+right before message ``i`` goes out (the dispatcher re-checks that it still owns the claim),
+``after(i, outcome)`` is told right after the server answered (the dispatcher marks it there and then),
+and ``stop()`` is polled before each message (a graceful stop finishes the message in flight only).
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
@@ -28,38 +34,81 @@ from workflow.settings import Settings
 SENT = "sent"
 TEMPORARY = "temporary"
 PERMANENT = "permanent"
-ADDRESS = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+HELD = "held"
+UNSENT = "unsent"
+ADDRESS = re.compile(r"^[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+\.[^@\s<>\"\x00-\x1f\x7f]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    status: str  # sent | temporary | permanent
+    status: str  # sent | temporary | permanent | held | unsent
     code: int | None = None
     error: str = ""
 
 
+def _yes(_: int) -> bool:
+    return True
+
+
+def _ignore(_: int, __: Outcome) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the dispatcher wants to hear per message (see the module docstring)."""
+
+    before: Callable[[int], bool] = field(default=_yes)
+    after: Callable[[int, Outcome], None] = field(default=_ignore)
+    stop: Callable[[], bool] = field(default=_never)
+
+
+NO_HOOKS = Hooks()
+NOT_OURS = Outcome(status=UNSENT, error="不再持有该邮件的领取权（已被其他发信进程接管）")
+STOPPED = Outcome(status=UNSENT, error="发信进程正在停止，未发送")
+
+
 class Transport(Protocol):
-    def send(self, messages: list[Message]) -> list[Outcome]: ...
+    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]: ...
 
 
 def recipient_of(msg: Message) -> str:
-    return parseaddr(str(msg["To"]))[1]
+    to = msg["To"]
+    addresses = getattr(to, "addresses", None)
+    if addresses:
+        return str(addresses[0].addr_spec)
+    return parseaddr(str(to))[1]
 
 
 def check_address(msg: Message) -> Outcome | None:
     addr = recipient_of(msg)
     if not ADDRESS.match(addr):
-        return Outcome(status=PERMANENT, code=None, error=f"收件地址无效：{str(msg['To'])!r}")
+        return Outcome(status=PERMANENT, code=None, error=f"收件地址无效：{addr!r}")
     return None
 
 
 def classify(exc: BaseException) -> Outcome:
-    """Map an aiosmtplib or socket error to an outcome: 5xx and refused recipients ≥ 500 are permanent."""
+    """Map an aiosmtplib or socket error to an outcome: only a recipient's 5xx is permanent.
+
+    The server refusing our login, our sender address or our TLS settings is a failure of ours (held).
+    """
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         worst = max(codes) if codes else 550
         text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         return Outcome(status=PERMANENT if worst >= 500 else TEMPORARY, code=worst, error=f"收件人被拒绝：{text}")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return Outcome(status=HELD, code=exc.code, error=f"邮件服务器拒绝登录（请检查 BRANCHFLOW_SMTP_USER/PASSWORD）：{exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        if 500 <= exc.code < 600:
+            return Outcome(status=HELD, code=exc.code, error=f"邮件服务器拒绝发件地址（请检查 BRANCHFLOW_SMTP_SENDER）：{exc.code} {exc.message}")
+        return Outcome(status=TEMPORARY, code=exc.code, error=f"邮件服务器暂不接受发件地址：{exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | ssl.SSLError):
+        return Outcome(status=HELD, error=f"邮件服务器连接配置错误（TLS/STARTTLS/登录方式）：{exc}")
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPServerDisconnected):
         return Outcome(status=TEMPORARY, error=f"无法连接邮件服务器：{exc}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
@@ -88,56 +137,75 @@ class SmtpTransport:
         return cls(host=s.smtp_host, port=s.smtp_port, username=s.smtp_user, password=s.smtp_password,
                    starttls=s.smtp_starttls, tls=s.smtp_tls, timeout=s.smtp_timeout, concurrency=s.smtp_concurrency)
 
-    def send(self, messages: list[Message]) -> list[Outcome]:
+    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
         if not messages:
             return []
-        return asyncio.run(self._send_all(messages))
+        return asyncio.run(self._send_all(messages, hooks))
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.tls, start_tls=self.starttls,
                                timeout=self.timeout, username=self.username or None,
                                password=self.password or None, tls_context=self.tls_context)
 
-    async def _send_all(self, messages: list[Message]) -> list[Outcome]:
+    async def _send_all(self, messages: Sequence[Message], hooks: Hooks) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(messages)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(messages)):
             queue.put_nowait(i)
         down: list[Outcome] = []
+        plain_hooks = hooks is NO_HOOKS
+
+        async def call(fn: Callable[..., object], *args: object) -> object:
+            # the hooks touch the database: run them off the event loop so the other connections keep going
+            return fn(*args) if plain_hooks else await asyncio.to_thread(fn, *args)
+
+        async def finish(i: int, out: Outcome) -> None:
+            results[i] = out
+            await call(hooks.after, i, out)
 
         async def worker() -> None:
             client: aiosmtplib.SMTP | None = None
             try:
                 while not queue.empty():
                     i = queue.get_nowait()
-                    msg = messages[i]
-                    bad = check_address(msg)
-                    if bad is not None:
-                        results[i] = bad
+                    if hooks.stop():
+                        results[i] = STOPPED
                         continue
                     if down:  # the server is unreachable: do not wait for a timeout per message
-                        results[i] = down[0]
+                        await finish(i, down[0])
                         continue
+                    if not await call(hooks.before, i):
+                        results[i] = NOT_OURS
+                        continue
+                    msg = messages[i]  # read only now: the dispatcher builds it in ``before``
+                    bad = check_address(msg)
+                    if bad is not None:
+                        await finish(i, bad)
+                        continue
+                    out: Outcome | None = None
                     for attempt in (1, 2):
                         try:
                             if client is None or not client.is_connected:
                                 client = self._client()
                                 await client.connect()
                             await client.send_message(msg)
-                            results[i] = Outcome(status=SENT)
+                            out = Outcome(status=SENT)
                             break
                         except aiosmtplib.SMTPServerDisconnected as exc:
                             client = None
                             if attempt == 2:
-                                results[i] = classify(exc)
-                        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError, OSError) as exc:
+                                out = classify(exc)
+                        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError, OSError,
+                                aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPNotSupported) as exc:
+                            # a connection that cannot be opened (or logged into) fails every message alike
+                            if client is not None:
+                                client.close()
                             client = None
                             out = classify(exc)
                             down.append(out)
-                            results[i] = out
                             break
                         except aiosmtplib.SMTPException as exc:
-                            results[i] = classify(exc)
+                            out = classify(exc)
                             if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 421:
                                 client = None  # the server is closing the connection
                             else:
@@ -147,6 +215,7 @@ class SmtpTransport:
                                 except aiosmtplib.SMTPException:
                                     client = None
                             break
+                    await finish(i, out or Outcome(status=TEMPORARY, error="未发送"))
             finally:
                 if client is not None and client.is_connected:
                     try:
@@ -155,7 +224,7 @@ class SmtpTransport:
                         client.close()
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(messages)))))
-        return [r or Outcome(status=TEMPORARY, error="未发送") for r in results]
+        return [r or STOPPED for r in results]
 
 
 class EmlSink:
@@ -164,17 +233,25 @@ class EmlSink:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def send(self, messages: list[Message]) -> list[Outcome]:
+    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        out = []
-        for msg in messages:
+        out: list[Outcome] = []
+        for i in range(len(messages)):
+            if hooks.stop():
+                out.extend([STOPPED] * (len(messages) - i))
+                break
+            if not hooks.before(i):
+                out.append(NOT_OURS)
+                continue
+            msg = messages[i]
             bad = check_address(msg)
             if bad is not None:
                 out.append(bad)
+                hooks.after(i, bad)
                 continue
             mid = str(msg["Message-ID"]).strip("<>").split("@")[0][:16]
             stamp = parsedate_to_datetime(str(msg["Date"])).strftime("%Y%m%dT%H%M%S") if msg["Date"] else "undated"
-            name = f"{stamp}_{recipient_of(msg).replace('@', '_at_')}_{mid}.eml"
+            name = f"{stamp}_{recipient_of(msg).replace('@', '_at_').replace('/', '_')}_{mid}.eml"
             path = self.folder / name
             n = 1
             while path.exists():  # a re-send after a crash keeps both copies, like a real mailbox would
@@ -182,25 +259,32 @@ class EmlSink:
                 path = self.folder / f"{name[:-4]}.{n}.eml"
             path.write_bytes(msg.as_bytes())
             out.append(Outcome(status=SENT))
+            hooks.after(i, out[-1])
         return out
 
 
 class InMemoryTransport:
-    """Records what it 'sends'; ``fail`` maps a recipient to the outcome it should get instead."""
+    """Records what it 'sends'; ``fail`` maps a message to the outcome it should get instead."""
 
     def __init__(self, fail: Callable[[Message], Outcome | None] | None = None) -> None:
         self.sent: list[Message] = []
         self.fail = fail
 
-    def send(self, messages: list[Message]) -> list[Outcome]:
-        out = []
-        for msg in messages:
-            bad = check_address(msg) or (self.fail(msg) if self.fail else None)
-            if bad is not None:
-                out.append(bad)
+    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
+        out: list[Outcome] = []
+        for i in range(len(messages)):
+            if hooks.stop():
+                out.extend([STOPPED] * (len(messages) - i))
+                break
+            if not hooks.before(i):
+                out.append(NOT_OURS)
                 continue
-            self.sent.append(msg)
-            out.append(Outcome(status=SENT))
+            msg = messages[i]
+            bad = check_address(msg) or (self.fail(msg) if self.fail else None)
+            if bad is None:
+                self.sent.append(msg)
+            out.append(bad or Outcome(status=SENT))
+            hooks.after(i, out[-1])
         return out
 
 

@@ -4,7 +4,7 @@ letters, and the sweep's watermark per campaign. All on :class:`workflow.models.
     outbox              a due notice: (campaign, branch, stage, deadline, rung) → ``dedup_key`` UNIQUE,
                         written in the same transaction as the case's audit event; its ``context`` is
                         what the mail needs (branch, stage, deadline, what is missing, whom to contact)
-    outbox_deliveries   one per (notice, recipient): pending → sent | dead | cancelled, attempts,
+    outbox_deliveries   one per (notice, recipient): pending → sent | held | dead | cancelled, attempts,
                         next attempt, claim lease (a dispatcher that crashed releases it by expiry)
     dead_letters        permanent failures (5xx, bad address, retries exhausted), reported once
     sweep_state         per campaign, the time up to which the sweep has looked (its watermark)
@@ -28,6 +28,7 @@ CANCELLED = "cancelled"
 PENDING = "pending"
 SENT = "sent"
 DEAD = "dead"
+HELD = "held"  # a failure of ours (template, configuration, a bug while building): retried automatically
 
 
 class OutboxRow(Base):
@@ -62,7 +63,7 @@ class DeliveryRow(Base):
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
     recipient_name: Mapped[str] = mapped_column(String(100), default="")
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent | dead | cancelled
+    status: Mapped[str] = mapped_column(String(16))  # pending | held | sent | dead | cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -70,6 +71,13 @@ class DeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # --- claims and held messages (issue 10; migration 0004) ---------------------------------------
+    # ``claim_owner`` + ``claim_token`` fence every marking (UPDATE … WHERE claim_owner = me AND
+    # claim_token = …); ``message_id`` (planned at claim time) and ``message_at`` make a digest rebuilt
+    # after a crash identical; ``holds`` drives the back-off of a held message's automatic retry.
+    claim_owner: Mapped[str | None] = mapped_column(String(64))
+    holds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    message_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class DeadLetterRow(Base):

@@ -20,12 +20,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifications.directory import Recipient
-from notifications.models import CANCELLED, PENDING, QUEUED, SKIPPED, DeliveryRow, OutboxRow
+from notifications.models import CANCELLED, DEAD, HELD, PENDING, QUEUED, SENT, SKIPPED, DeliveryRow, OutboxRow
 from workflow.audit import canonical, chain, iso
 from workflow.errors import Conflict
 from workflow.models import CaseRow, EventRow
 
 SYSTEM = "system"
+# Every status an ``outbox_deliveries`` row can have, as stored (plain strings): for counts by status
+# (``branchflow outbox``, ``/readyz``, ``branchflow status``). ``held``: a failure of ours, retried.
+DELIVERY_STATUSES: tuple[str, ...] = (PENDING, HELD, SENT, DEAD, CANCELLED)
+# … and of an ``outbox`` row (a notice): ``skipped`` notices have no deliveries
+NOTICE_STATUSES: tuple[str, ...] = (QUEUED, SKIPPED, CANCELLED)
 
 
 @dataclass(kw_only=True)
@@ -147,7 +152,7 @@ def cancel_stale(session: Session, case_ids: list[int] | None = None) -> int:
     q = (select(OutboxRow.id).join(CaseRow, CaseRow.id == OutboxRow.case_id)
          .where(OutboxRow.status == QUEUED,
                 (CaseRow.stage != OutboxRow.stage) | (CaseRow.deadline.is_(None)) | (CaseRow.deadline != OutboxRow.deadline))
-         .where(OutboxRow.id.in_(select(DeliveryRow.outbox_id).where(DeliveryRow.status == PENDING))))
+         .where(OutboxRow.id.in_(select(DeliveryRow.outbox_id).where(DeliveryRow.status.in_((PENDING, HELD))))))
     if case_ids is not None:
         q = q.where(OutboxRow.case_id.in_(case_ids))
     stale = list(session.scalars(q))
@@ -156,12 +161,14 @@ def cancel_stale(session: Session, case_ids: list[int] | None = None) -> int:
     n = 0
     for i in range(0, len(stale), 500):
         part = stale[i:i + 500]
-        n += session.execute(update(DeliveryRow).where(DeliveryRow.outbox_id.in_(part), DeliveryRow.status == PENDING)
-                             .values(status=CANCELLED, claim_token=None, claimed_until=None)
+        n += session.execute(update(DeliveryRow).where(DeliveryRow.outbox_id.in_(part),
+                                                       DeliveryRow.status.in_((PENDING, HELD)))
+                             .values(status=CANCELLED, claim_owner=None, claim_token=None, claimed_until=None)
                              .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(part)).values(status=CANCELLED)
                         .execution_options(synchronize_session=False))
     return n
 
 
-__all__ = ["CANCELLED", "QUEUED", "SKIPPED", "Notice", "cancel_stale", "enqueue", "existing_keys"]
+__all__ = ["CANCELLED", "DEAD", "DELIVERY_STATUSES", "HELD", "NOTICE_STATUSES", "PENDING", "QUEUED", "SENT", "SKIPPED",
+           "Notice", "cancel_stale", "enqueue", "existing_keys"]

@@ -8,18 +8,25 @@ missing variable is an error, never an empty hole in a mail) and autoescape for 
 Every message carries the dedup keys of what it delivers, in ``X-Branchflow-Dedup-Key`` headers and in
 a ``Message-ID`` derived from them and the recipient: if a crash between sending and marking makes the
 dispatcher send again, the copy has the same Message-ID and keys, so the receiver can tell.
+
+Headers are built only through the email package's structured API (:class:`~email.message.EmailMessage`
+with :class:`~email.headerregistry.Address`; display names and subjects encoded as RFC 2047 words).
+Names and subjects are data: :func:`header_text` turns control, line-break and bidi/format characters
+into spaces first, so a name planted with ``"\\nBcc: …"`` can neither add a header nor break the
+message. :func:`alert_rendered` builds the organisation department's alert about held messages in code,
+with no template, so it goes out even when the templates are what fails.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
-from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, parseaddr
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
@@ -76,27 +83,85 @@ def notices_context(recipient_name: str, items: list[dict[str, Any]], keys: list
 
 
 def message_id(recipient: str, keys: list[str], sender: str) -> str:
+    """Derived from the recipient and the sorted dedup keys only: a message rebuilt after a crash has the same."""
     digest = hashlib.sha256(("\n".join([recipient, *sorted(keys)])).encode("utf-8")).hexdigest()[:32]
     domain = parseaddr(sender)[1].rpartition("@")[2] or "branchflow.local"
+    domain = domain if ADDRESS_CHARS.fullmatch(domain) else "branchflow.local"
     return f"<{digest}@{domain}>"
 
 
-def build_message(*, sender: str, recipient: str, recipient_name: str, rendered: Rendered, keys: list[str],
-                  now: dt.datetime) -> Message:
-    """A multipart/alternative message (plain text and HTML, UTF-8); Chinese headers as RFC 2047 words.
+# C0/C1 controls, line and paragraph separators, zero-width and bidirectional format characters
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+ADDRESS_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space
+POLICY = policy.default  # "\n" inside base64 bodies, as before; aiosmtplib writes CRLF on the wire
 
-    Built with the classic ``email.mime`` classes: the header-registry API of ``email.policy.SMTP``
-    re-parses every header and made building the message cost more than sending it.
+
+class BadAddress(ValueError):
+    """收件地址无效（含空白、控制字符或格式不对），无法投递。"""
+
+
+def header_text(value: str) -> str:
+    """One line of text safe inside a header: unsafe characters become spaces, runs of whitespace one space."""
+    return " ".join(UNSAFE.sub(" ", value).split())
+
+
+def address(addr: str, name: str = "") -> Address:
+    """A structured address; raises :class:`BadAddress` for anything that is not a plain ``local@domain``."""
+    addr = addr.strip()
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or "." not in domain or not ADDRESS_CHARS.fullmatch(addr) or any(c in addr for c in '<>"(),;:\\[]'):
+        raise BadAddress(f"收件地址无效：{addr!r}")
+    try:
+        return Address(display_name=header_text(name), addr_spec=addr)
+    except (ValueError, IndexError) as exc:  # the header parser's own refusals
+        raise BadAddress(f"收件地址无效：{addr!r}") from exc
+
+
+def build_message(*, sender: str, recipient: str, recipient_name: str, rendered: Rendered, keys: list[str],
+                  now: dt.datetime, mid: str | None = None) -> EmailMessage:
+    """A UTF-8 message (plain text, and HTML as an alternative when there is some) for one recipient.
+
+    ``now`` is the Date; ``mid`` the Message-ID planned for it (default: :func:`message_id`). Raises
+    :class:`BadAddress` when the recipient's address is unusable, ``ValueError`` for a sender that is.
     """
-    msg = MIMEMultipart("alternative")
+    to = address(recipient, recipient_name)
     sender_name, sender_addr = parseaddr(sender)
-    msg["From"] = formataddr((sender_name, sender_addr), charset="utf-8")
-    msg["To"] = formataddr((recipient_name, recipient), charset="utf-8") if recipient_name else recipient
-    msg["Subject"] = Header(rendered.subject, "utf-8", header_name="Subject")  # type: ignore[assignment]
-    msg["Date"] = format_datetime(now.astimezone(dt.UTC))
-    msg["Message-ID"] = message_id(recipient, keys, sender)
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = Address(display_name=header_text(sender_name), addr_spec=sender_addr)
+    msg["To"] = to
+    msg["Subject"] = header_text(rendered.subject)
+    msg["Date"] = now.astimezone(dt.UTC)
+    msg["Message-ID"] = mid or message_id(to.addr_spec, keys, sender)
     for k in keys:
-        msg["X-Branchflow-Dedup-Key"] = k if k.isascii() else Header(k, "utf-8")  # type: ignore[assignment]
-    msg.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    msg.attach(MIMEText(rendered.html, "html", "utf-8"))
+        msg["X-Branchflow-Dedup-Key"] = header_text(k)
+    msg.set_content(rendered.text, cte="base64")
+    if rendered.html:
+        msg.add_alternative(rendered.html, subtype="html", cte="base64")
+        # a boundary derived from the Message-ID (base64 bodies never contain "=_"): rebuilt, the same bytes
+        msg.set_boundary("=_bf_" + hashlib.sha256(str(msg["Message-ID"]).encode()).hexdigest()[:24])
     return msg
+
+
+def alert_rendered(recipient_name: str, items: list[dict[str, Any]], keys: list[str]) -> Rendered:
+    """The alert about held messages, written in code (no template): it must not depend on what failed."""
+    lines = [f"{recipient_name or '组织部'}同志：您好！", "",
+             (f"以下 {len(items)} 封通知邮件因系统自身的问题（邮件模板或配置错误）未能生成或发送，已暂扣（held），"
+              "系统会自动重试；请通知系统管理员尽快修复（运行 branchflow outbox --status held 查看详情）："), ""]
+    for n, it in enumerate(items, 1):
+        lines.append(f"{n}. 收件人：{it.get('recipient', '')}")
+        lines.append(f"   通知：{it.get('notice', '')}")
+        lines.append(f"   原因：{it.get('error', '')}")
+    lines += ["", "此邮件由 branchflow 自动发送，请勿直接回复。", "提醒编号：" + ", ".join(keys)]
+    return Rendered(subject=f"【系统告警】{len(items)} 封通知邮件未能发送（已暂扣，将自动重试）",
+                    text="\n".join(lines) + "\n", html="")
+
+
+def dead_report_plain(recipient_name: str, items: list[dict[str, Any]], keys: list[str]) -> Rendered:
+    """The dead-letter report written in code: used when its own template cannot render."""
+    lines = [f"{recipient_name or '组织部'}同志：您好！", "",
+             "以下通知邮件无法送达（收件地址无效或被对方服务器拒绝），系统不会再重试，请核实收件人邮箱后在系统中更正：", ""]
+    for n, it in enumerate(items, 1):
+        lines += [f"{n}. 收件人：{it.get('recipient', '')}", f"   通知：{it.get('subject', '')}",
+                  f"   原因：{it.get('error', '')}"]
+    lines += ["", "此邮件由 branchflow 自动发送，请勿直接回复。", "提醒编号：" + ", ".join(keys)]
+    return Rendered(subject=f"【投递失败】{len(items)} 封通知邮件无法送达", text="\n".join(lines) + "\n", html="")

@@ -6,6 +6,10 @@ one job per branch: the sweep (only on the leader node) and the dispatcher (on e
 claimed with ``FOR UPDATE SKIP LOCKED``). Both use ``coalesce=True``, ``max_instances=1`` and
 ``misfire_grace_time=None`` (APScheduler's default grace of 1 s would silently drop a late run).
 
+A graceful stop: ``scheduler.branchflow_stop()`` (what ``serve`` calls on SIGTERM) makes a running
+dispatch finish the message in flight, release its unsent claims and return; then shut the scheduler
+down and release the leader lock.
+
 Leadership on PostgreSQL is a session-level advisory lock held on one dedicated connection for as long
 as the node lives; on SQLite there is a single node, which is always the leader. APScheduler's API does
 not leave this module.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,17 +54,19 @@ def run_sweep(engine: Engine, settings: Settings, *, now: dt.datetime, campaign:
 
 
 def run_dispatch(engine: Engine, settings: Settings, *, now: dt.datetime, transport: Transport | None = None,
-                 after_send: Callable[[], None] | None = None) -> DispatchStats:
+                 after_send: Callable[[], None] | None = None, stop: Callable[[], bool] | None = None) -> DispatchStats:
+    """Drain what is due at ``now`` (``stop`` polled before each message: a graceful stop)."""
     return dispatch(session_factory(engine), transport or transport_for(settings), now=now,
                     sender=settings.smtp_sender, org_department_email=settings.org_department_email,
-                    after_send=after_send)
+                    after_send=after_send, stop=stop)
 
 
 def run_tick(engine: Engine, settings: Settings, *, now: dt.datetime, transport: Transport | None = None,
-             campaign: str | None = None, after_send: Callable[[], None] | None = None) -> TickResult:
+             campaign: str | None = None, after_send: Callable[[], None] | None = None,
+             stop: Callable[[], bool] | None = None) -> TickResult:
     """One sweep and one dispatch at ``now`` (the sweep commits before anything is sent)."""
     swept = run_sweep(engine, settings, now=now, campaign=campaign)
-    sent = run_dispatch(engine, settings, now=now, transport=transport, after_send=after_send)
+    sent = run_dispatch(engine, settings, now=now, transport=transport, after_send=after_send, stop=stop)
     return TickResult(sweep=swept, dispatch=sent)
 
 
@@ -107,12 +114,14 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
     """An APScheduler ``BackgroundScheduler`` (not started) running the sweep and the dispatcher.
 
     ``clock`` is read once per job run (default: the real UTC clock). The caller starts it, and on
-    shutdown calls ``scheduler.shutdown()`` then ``scheduler.branchflow_lock.release()``.
+    shutdown calls ``scheduler.branchflow_stop()``, ``scheduler.shutdown()`` then
+    ``scheduler.branchflow_lock.release()``.
     """
     from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
     read_clock = clock or (lambda: dt.datetime.now(dt.UTC))
     leader = lock or LeaderLock(engine)
+    stopping = threading.Event()
 
     def sweep_job() -> None:
         if not leader.acquire():
@@ -122,9 +131,14 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
         log.info(stats.text())
 
     def dispatch_job() -> None:
-        stats = run_dispatch(engine, settings, now=read_clock(), transport=transport)
-        if stats.messages or stats.retried or stats.dead:
+        if stopping.is_set():
+            return
+        stats = run_dispatch(engine, settings, now=read_clock(), transport=transport, stop=stopping.is_set)
+        if stats.messages or stats.retried or stats.dead or stats.held or stats.left:
             log.info(stats.text())
+        trouble = stats.trouble()
+        if trouble:
+            log.error(trouble)
 
     sched = BackgroundScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -133,4 +147,5 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
     sched.add_job(dispatch_job, "interval", seconds=dispatch_seconds, id="branchflow-dispatch",
                   next_run_time=start + dt.timedelta(seconds=1))
     sched.branchflow_lock = leader
+    sched.branchflow_stop = stopping.set
     return sched

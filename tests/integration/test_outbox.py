@@ -104,7 +104,7 @@ def test_two_dispatchers_at_once_send_each_message_exactly_once(sessions: sessio
     import time as _time
 
     from notifications.dispatch import dispatch
-    from notifications.mailer import InMemoryTransport
+    from notifications.mailer import NO_HOOKS, InMemoryTransport
 
     with sessions() as s, s.begin():
         camp = s.scalar(select(CampaignRow.id))
@@ -117,9 +117,9 @@ def test_two_dispatchers_at_once_send_each_message_exactly_once(sessions: sessio
                 now=at(4, 1))
 
     class Slow(InMemoryTransport):
-        def send(self, messages):  # type: ignore[no-untyped-def]
+        def send(self, messages, hooks=NO_HOOKS):  # type: ignore[no-untyped-def]
             _time.sleep(0.05)  # while one node sends, the other claims
-            return super().send(messages)
+            return super().send(messages, hooks)
 
     nodes = [Slow(), Slow()]
     errors: list[BaseException] = []
