@@ -617,36 +617,7 @@ def history(branch: str, campaign: str | None, at_s: str | None, as_json: bool) 
     click.echo(f"{'当时' if at_s else '当前'}环节：{h['stage_label']}" + (f"；定级结果：{h['final_grade_label']}" if st.get("final_grade") else ""))
 
 
-@cli.group("audit")
-def audit_() -> None:
-    """审计：校验哈希链与当前状态。"""
-
-
-@audit_.command("verify")
-@campaign_option
-@click.option("--branch", default=None, help="只校验一个党支部")
-@json_option
-def audit_verify(campaign: str | None, branch: str | None, as_json: bool) -> None:
-    """校验每个党支部的哈希链，并核对当前状态表与事件重放结果一致。"""
-    import time
-
-    t0 = time.perf_counter()
-    with _ctx().tx() as s:
-        report = audit.verify(s, campaign_code=campaign, branch_code=branch)
-    elapsed = time.perf_counter() - t0
-    if as_json:
-        echo_json({"ok": report.ok, "cases": report.cases, "events": report.events,
-                   "problems": [p.__dict__ for p in report.problems]})
-    else:
-        click.echo(f"已校验 {report.cases} 个党支部、{report.events} 条事件（{elapsed:.2f} 秒）")
-        if report.ok:
-            click.echo("校验通过：哈希链完整，当前状态与重放结果一致")
-        else:
-            click.echo(f"校验失败：发现 {len(report.problems)} 处问题")
-            for p in report.problems:
-                click.echo(f"  {p}")
-    if not report.ok:
-        sys.exit(7)
+# `audit …` lives in service/cli_audit.py (issue 11)
 
 
 @cli.command()
@@ -722,6 +693,7 @@ def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int, unt
 # Commands of the other capabilities live in their own modules, each with ``register(cli)``.
 EXTENSIONS: tuple[str, ...] = ("service.cli_notify", "service.cli_reports", "service.cli_web")
 EXTENSIONS += ("service.cli_ballot",)  # online ballots (issue 15)
+EXTENSIONS += ("service.cli_audit",)  # Merkle log, checkpoints, proofs (issue 11)
 
 
 def _register_extensions() -> None:

@@ -304,6 +304,9 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
             session.delete(old)
         grant(session, person, Role.branch_secretary, r.code)
     session.flush()
+    from workflow.masterlog import IMPORT_ACTOR, record_master_changes
+
+    record_master_changes(session, actor=IMPORT_ACTOR)  # the audit log of master data (issue 11)
     return ImportResult(rows=len(rows), created=created, updated=updated, unchanged=unchanged,
                         committees=new_committees, general_branches=new_gbs)
 

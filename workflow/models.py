@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -241,3 +243,57 @@ class BallotAttemptRow(Base):
     client: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+# --- the Merkle log over every entry, signed checkpoints, master-data events (issue 11; migration 0006) --
+# ``events``, ``campaign_changes`` and ``master_events`` each carry a nullable, unique ``leaf_idx``: NULL
+# until the sequencer (workflow/checkpoint.integrate) gives the entry its place in the one Merkle tree.
+# The column is added by migration 0006 and read and written only through Core in workflow/checkpoint.py,
+# so the write paths of events and campaign changes stay as they are.
+
+
+class MasterEventRow(Base):
+    """One recorded change of master data that rules read (a branch's facts, a person and their roles,
+    a general branch, a committee), hash-chained per subject (``branch:B001``, ``person:a@b.cn`` …);
+    ``body`` is the canonical JSON snapshot of the subject after the change."""
+
+    __tablename__ = "master_events"
+    __table_args__ = (UniqueConstraint("subject", "seq", name="uq_master_events_subject_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    leaf_idx: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+
+class LogHeadRow(Base):
+    """The one row of the sequencer: the tree size. Updating it first serialises sequencers (a row lock
+    on PostgreSQL, the writer lock on SQLite); the hot write paths never touch it."""
+
+    __tablename__ = "log_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class MerkleHashRow(Base):
+    """A stored Merkle hash at its stored hash index (workflow/merkle.stored_hash_index)."""
+
+    __tablename__ = "merkle_hashes"
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class CheckpointRow(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint + signed-note text) as it was handed out."""
+
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(32))
+    made_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -41,6 +41,9 @@ def add_person(session: Session, email: str, name: str, roles: list[Role], scope
         if grant(session, person, role, "" if role is Role.auditor else scope):
             granted.append(ROLE_LABELS[role] + (f"（{scope}）" if scope and role is not Role.auditor else ""))
     session.flush()
+    from workflow.masterlog import record_master_changes
+
+    record_master_changes(session, actor="(人员管理)", subjects=[f"person:{email}"])  # audit log (issue 11)
     return granted
 
 

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     org_department_email: str = ""
     secret_key: str = ""  # signs session cookies and API tokens; empty: generated into <data_dir>/secret.key
 
+    audit_key_file: Path | None = None  # signs checkpoints; default <data_dir>/audit.key — keep it elsewhere
+    audit_origin: str = "branchflow.local/audit"  # the checkpoints' origin line and the key's name
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit.key"
+
     @property
     def url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'branchflow.db').as_posix()}"

@@ -1,0 +1,163 @@
+"""Master data that rules read, recorded as hash-chained events.
+
+A branch's facts (the veto rules read its re-election and activity dates and the secretary-violation
+flag), a person with their roles (who may act; committee membership makes the quorum), a general branch
+and a committee are *subjects* (``branch:B001``, ``person:a@b.cn``, ``general_branch:GB1``,
+``committee:C1``). Every change made through branchflow (import, ``person add``) appends an event to that
+subject's chain whose body is the canonical JSON snapshot of the subject after the change:
+
+    body = canonical({"subject", "kind", "at", "actor", "data"})   hash = sha256(prev_hash ‖ body)
+
+like a branch's events (:func:`workflow.audit.chain`). The events are leaves of the one Merkle log.
+:func:`verify_master` checks each chain and that the tables today equal the last snapshot — so a fact
+edited in the ``branches`` table directly, behind branchflow's back, is reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from workflow.audit import GENESIS, canonical, chain, iso
+from workflow.models import Branch, Committee, GeneralBranch, MasterEventRow, Person, RoleAssignment
+
+KINDS = ("committee", "general_branch", "branch", "person")
+IMPORT_ACTOR = "(导入)"
+BASELINE_ACTOR = "(启用审计日志时的既有数据)"
+CHUNK = 900  # under SQLite's bound-parameter limit
+
+
+def _date(d: dt.date | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+def snapshots(session: Session) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every subject with its current data, from the tables (plain rows, no ORM objects)."""
+    committees: dict[int, str] = {i: c for i, c in session.execute(select(Committee.id, Committee.code))}
+    gbs: dict[int, str] = {i: c for i, c in session.execute(select(GeneralBranch.id, GeneralBranch.code))}
+    for code, name in session.execute(select(Committee.code, Committee.name)):
+        yield f"committee:{code}", {"code": code, "name": name}
+    for _gid, code, name, cid in session.execute(
+            select(GeneralBranch.id, GeneralBranch.code, GeneralBranch.name, GeneralBranch.committee_id)):
+        yield f"general_branch:{code}", {"code": code, "name": name, "committee": committees.get(cid)}
+    for r in session.execute(select(Branch.code, Branch.name, Branch.branch_type, Branch.committee_id,
+                                    Branch.general_branch_id, Branch.secretary_name, Branch.secretary_email,
+                                    Branch.member_count, Branch.last_reelection, Branch.last_activity,
+                                    Branch.secretary_violation)):
+        yield f"branch:{r.code}", {
+            "code": r.code, "name": r.name, "branch_type": r.branch_type,
+            "committee": committees.get(r.committee_id),
+            "general_branch": gbs.get(r.general_branch_id) if r.general_branch_id is not None else None,
+            "secretary_name": r.secretary_name, "secretary_email": r.secretary_email,
+            "member_count": r.member_count, "last_reelection": _date(r.last_reelection),
+            "last_activity": _date(r.last_activity), "secretary_violation": bool(r.secretary_violation),
+        }
+    roles: dict[int, list[list[str]]] = {}
+    for pid, role, scope in session.execute(
+            select(RoleAssignment.person_id, RoleAssignment.role, RoleAssignment.scope_code)):
+        roles.setdefault(pid, []).append([role, scope])
+    for pid, email, name in session.execute(select(Person.id, Person.email, Person.name)):
+        yield f"person:{email}", {"email": email, "name": name, "roles": sorted(roles.get(pid, []))}
+
+
+def heads(session: Session, subjects: Iterable[str] | None = None) -> dict[str, tuple[int, str, dict[str, Any] | None]]:
+    """Each subject's last event: (seq, hash, data) — data None if the subject was removed."""
+    last = (select(MasterEventRow.subject, func.max(MasterEventRow.seq).label("seq"))
+            .group_by(MasterEventRow.subject))
+    out: dict[str, tuple[int, str, dict[str, Any] | None]] = {}
+    wanted = None if subjects is None else list(subjects)
+    chunks = [None] if wanted is None else [wanted[i:i + CHUNK] for i in range(0, len(wanted), CHUNK)]
+    for chunk in chunks:
+        q = last if chunk is None else last.where(MasterEventRow.subject.in_(chunk))
+        sub = q.subquery()
+        for subject, seq, h, body in session.execute(
+                select(MasterEventRow.subject, MasterEventRow.seq, MasterEventRow.hash, MasterEventRow.body)
+                .join(sub, (sub.c.subject == MasterEventRow.subject) & (sub.c.seq == MasterEventRow.seq))):
+            ev = json.loads(body)
+            out[subject] = (seq, h, None if ev.get("kind") == "removed" else ev.get("data"))
+    return out
+
+
+def record_master_changes(session: Session, *, actor: str, at: dt.datetime | None = None,
+           subjects: Iterable[str] | None = None) -> int:
+    """Append an event for every subject (or the given ones) whose data differ from its last snapshot,
+    including subjects that disappeared. Returns how many events were written."""
+    at = at or dt.datetime.now(dt.UTC)
+    wanted = None if subjects is None else set(subjects)
+    session.flush()
+    current = {s: d for s, d in snapshots(session) if wanted is None or s in wanted}
+    last = heads(session, None if wanted is None else wanted)
+    rows: list[dict[str, Any]] = []
+    for subject in sorted(set(current) | set(last)):
+        data = current.get(subject)
+        head = last.get(subject)
+        if head is not None and head[2] == data:
+            continue
+        if head is None and data is None:
+            continue
+        kind = "removed" if data is None else ("recorded" if head is None else "changed")
+        seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+        body = canonical({"subject": subject, "kind": kind, "at": iso(at), "actor": actor, "data": data})
+        rows.append({"subject": subject, "seq": seq + 1, "kind": kind, "at": at, "actor": actor, "body": body,
+                     "prev_hash": prev, "hash": chain(prev, body)})
+    if rows:
+        session.execute(insert(MasterEventRow), rows)
+    return len(rows)
+
+
+def baseline_if_empty(session: Session, *, at: dt.datetime | None = None) -> int:
+    """On a database upgraded with master data but no master events yet: record what is there once."""
+    if session.scalar(select(MasterEventRow.id).limit(1)) is not None:
+        return 0
+    return record_master_changes(session, actor=BASELINE_ACTOR, at=at)
+
+
+def verify_master(session: Session) -> Iterator[tuple[str, int | None, str]]:
+    """(subject, seq, problem) for every broken chain and every table row that differs from its record."""
+    prev: str | None = None
+    expected_seq = 0
+    prev_hash = GENESIS
+    broken: set[str] = set()
+    q = text("SELECT subject, seq, body, prev_hash, hash FROM master_events ORDER BY subject, seq")
+    for subject, seq, body, ph, h in session.execute(q):
+        if subject != prev:
+            prev, expected_seq, prev_hash = subject, 0, GENESIS
+        expected_seq += 1
+        if seq != expected_seq:
+            broken.add(subject)
+            yield subject, seq, f"序号应为 {expected_seq}，实为 {seq}：记录被删除或插入"
+        elif ph != prev_hash:
+            broken.add(subject)
+            yield subject, seq, "前一记录哈希不符：记录被删除、插入或调换了顺序"
+        elif chain(ph, body) != h:
+            broken.add(subject)
+            yield subject, seq, "哈希不符：记录内容被修改"
+        else:
+            try:
+                ev = json.loads(body)
+                ok = ev.get("subject") == subject
+            except ValueError:
+                ok = False
+            if not ok:
+                broken.add(subject)
+                yield subject, seq, "记录内容无效或属于别的对象"
+        expected_seq, prev_hash = seq, h
+    last = heads(session)
+    current = dict(snapshots(session))
+    for subject in sorted(set(current) | set(last)):
+        if subject in broken:
+            continue
+        data = current.get(subject)
+        head = last.get(subject)
+        if head is None:
+            yield subject, None, "数据表中有此对象，但从未经 branchflow 记录：可能被直接写入数据库"
+        elif data is None and head[2] is not None:
+            yield subject, head[0], "数据表中此对象已不存在，但没有删除的记录：可能被直接从数据库删除"
+        elif data is not None and head[2] != data:
+            diff = sorted(k for k in set(data) | set(head[2] or {}) if data.get(k) != (head[2] or {}).get(k))
+            yield subject, head[0], f"数据表与最后一次记录不一致（{', '.join(diff)}）：可能被直接修改了数据库"
