@@ -127,6 +127,11 @@ def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str
     if k == "moved":
         return f"{Stage(p['from']).label} → {Stage(p['to']).label}" + (f"（新截止日期 {p['deadline']}）" if p.get("deadline") else "")
     if k == "recorded":
+        if p["stage"] == Stage.member_evaluation.value and p["data"].get("tally"):  # online or typed (issue 15)
+            t, src = p["data"]["tally"], p["data"].get("source")
+            how = f"网上测评（承诺值 {p['data']['online']['commitment'][:12]}…）" if src == "online" else "纸质选票录入"
+            return (f"填报“党员群众测评”：{how}，{t['ballots']} 张，平均 {t['rating']:g} 分，群众对党员满意率 "
+                    f"{t['satisfaction_members']:.0%}，党员对书记满意率 {t['satisfaction_secretary']:.0%}")
         return f"填报“{Stage(p['stage']).label}”：" + ", ".join(sorted(p["data"].keys()))
     if k == "graded":
         r = p["result"]

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from states.base import Stage
 from tests.support.world import GB_SEC, MEMBERS, ORG, World, at
-from workflow import audit, ballots, service
+from workflow import audit, ballots, service, views
 from workflow.errors import Forbidden, InvalidInput, TransitionRefused
 
 CLOSES = at(4, 15, 18)
@@ -123,6 +123,7 @@ def test_closing_writes_one_event_with_the_commitment_and_the_export_recounts(wo
         assert audit.verify(s).ok
     last = events[-1]
     assert last["kind"] == "recorded" and last["payload"]["data"]["online"]["commitment"] == rec["online"]["commitment"]
+    assert views.describe(last).startswith(f"填报“党员群众测评”：网上测评（承诺值 {rec['online']['commitment'][:12]}…），5 张")
     for body in (exported, as_csv):
         rc = ballots.recount(body, commitment=rec["online"]["commitment"])
         assert rc.matches and rc.tally == rec["tally"]
@@ -164,6 +165,9 @@ def test_a_typed_tally_stays_possible_and_is_marked_typed(world: World) -> None:
     world.do(service.record, "B1", GB_SEC, World.eval_data(), now=at(4, 12))
     rec = world.case("B1").state["records"]["member_evaluation"]
     assert rec.get("source", "typed") == "typed" and "online" not in rec
+    with world.sessions() as s:
+        last = list(audit.events_of(s, world.case("B1").row.id))[-1]
+    assert "纸质选票录入，10 张" in views.describe(last)
     with pytest.raises(InvalidInput, match="只能由关闭网上测评"):
         world.do(service.record, "B1", GB_SEC, {**World.eval_data(), "source": "online",
                                                 "online": {"ballot_id": 1, "eligible": 1, "participation": 1,
