@@ -426,12 +426,15 @@ def _act(fn: Callable[..., Any], branch: str, *, as_email: str, now_s: str | Non
         try:
             with _ctx().tx() as s:
                 return fn(s, branch, service.actor_for(s, as_email), now=now, **kw)
-        except Conflict:
+        except Conflict as exc:
             # Someone (often the scheduler appending a reminder) wrote to the branch between our read and
             # our write. Unless the caller pinned a version, do it once more on the fresh state: the rules
-            # are checked again, so a move that is no longer allowed is refused, not forced.
+            # are checked again, so a move that is no longer allowed is refused, not forced. An advance
+            # retries only from the stage it first saw: if the branch has left it, the race was lost.
             if attempt == 2 or kw.get("expected_version") is not None:
                 raise
+            if fn is service.advance and isinstance(exc, service.LostRace):
+                kw["from_stage"] = exc.stage
     raise AssertionError("unreachable")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -49,12 +49,34 @@ class Actor:
         return any(r is role for r, _ in self.roles)
 
 
+_ACTORS = "branchflow.actors"
+_ACTOR_SQL = (select(Person.email, Person.name, RoleAssignment.role, RoleAssignment.scope_code)
+              .outerjoin(RoleAssignment, RoleAssignment.person_id == Person.id)
+              .where(Person.email == bindparam("email")))
+
+
 def actor_for(session: Session, email: str) -> Actor:
-    person = session.scalar(select(Person).where(Person.email == email.strip().lower()))
-    if person is None:
+    """The person and their roles, in one query, cached for the session's life (a request or a command);
+    the cache is dropped when the session flushes a change to people or roles."""
+    key = email.strip().lower()
+    cache: dict[str, Actor] = session.info.setdefault(_ACTORS, {})
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    rows = session.connection().execute(_ACTOR_SQL, {"email": key}).all()
+    if not rows:
         raise NotFound(f"找不到用户 {email!r}：请先用 `branchflow person add` 添加")
-    rows = session.scalars(select(RoleAssignment).where(RoleAssignment.person_id == person.id))
-    return Actor(email=person.email, name=person.name, roles=frozenset((Role(r.role), r.scope_code) for r in rows))
+    actor = Actor(email=rows[0][0], name=rows[0][1],
+                  roles=frozenset((Role(r), sc) for _, _, r, sc in rows if r is not None))
+    cache[key] = actor
+    return actor
+
+
+@event.listens_for(Session, "before_flush")
+def _forget_actors(session: Session, _ctx: Any, _instances: Any) -> None:
+    if _ACTORS in session.info and any(
+            isinstance(o, Person | RoleAssignment) for o in (*session.new, *session.dirty, *session.deleted)):
+        del session.info[_ACTORS]
 
 
 def _scope(role: Role, case: LoadedCase) -> str | None:
@@ -89,10 +111,12 @@ def _validate(model: type[BaseModel], data: Any, what: str) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(整体)"
-            lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
+        from workflow.limits import describe, location
+
+        errors = exc.errors()
+        lines = [f"  {location(err)}: {describe(err)}" for err in errors[:20]]  # Chinese; never the input
+        if len(errors) > 20:
+            lines.append(f"  …… 另有 {len(errors) - 20} 处错误")
         raise InvalidInput(f"{what}数据无效：\n" + "\n".join(lines)) from None
 
 
@@ -109,13 +133,26 @@ def _load(session: Session, branch: str, campaign: str | None, expected_version:
     return case
 
 
+class LostRace(Conflict):
+    """该支部已被他人同时修改，本次操作未生效，请刷新后重试。
+
+    ``stage`` is the stage the case was in when this call loaded it: a caller that retries an ``advance``
+    passes it back as ``from_stage``, so that a retry finding the branch already moved on reports the
+    lost race (exit 6) instead of the unmet criteria of a stage the caller never meant to leave."""
+
+    def __init__(self, message: str, *, stage: Stage) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
 def _commit_point(session: Session, case: LoadedCase, now: dt.datetime) -> LoadedCase:
-    code = case.branch.code  # read before writing: a failed flush expires every loaded object
+    code = case.branch.code
+    loaded_stage = Stage(case.row.stage)  # the row keeps the loaded stage until the save succeeds
     try:
         save(session, case, now=now)
         session.flush()
     except (StaleDataError, IntegrityError) as exc:
-        raise Conflict(f"党支部 {code} 已被他人同时修改，本次操作未生效，请刷新后重试") from exc
+        raise LostRace(f"党支部 {code} 已被他人同时修改，本次操作未生效，请刷新后重试", stage=loaded_stage) from exc
     return case
 
 
@@ -195,6 +232,9 @@ def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *
             raise InvalidInput("验收未通过时须给出限期完成整改的新截止日期（new_deadline）")
         if insp.new_deadline <= today:
             raise InvalidInput(f"新截止日期 {insp.new_deadline} 须晚于今天 {today}")
+        from workflow import limits
+
+        limits.require(limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year))
     band = grading.band_of(case.campaign, insp.regrade_score)
     payload = {**_json(insp), "regrade": band.code, "regrade_label": band.grade, "first_grade": case.state["final_grade"]}
     append(session, case, kind="inspected", actor=actor.email, at=now, payload=payload)
@@ -272,6 +312,10 @@ def publish(session: Session, branch: str, actor: Actor, *, now: dt.datetime, st
     today = _local_date(case, now)
     if start is not None and start < today:
         raise InvalidInput(f"公示开始日期 {start} 早于今天 {today}：公示期不能倒填")
+    if start is not None:
+        from workflow import limits
+
+        limits.require(limits.check_date(start, "公示开始日期", case.campaign.year))
     cal = for_campaign(case.campaign)
     first = cal.next_working_day(start or today)
     n = case.campaign.publicity.window_working_days
@@ -337,9 +381,17 @@ def unmet(case: LoadedCase, now: dt.datetime) -> list[Any]:
 
 
 def advance(session: Session, branch: str, actor: Actor, *, now: dt.datetime, campaign: str | None = None,
-            expected_version: int | None = None) -> LoadedCase:
-    """Move the case to the next stage once the current stage's exit criteria hold."""
+            expected_version: int | None = None, from_stage: Stage | None = None) -> LoadedCase:
+    """Move the case to the next stage once the current stage's exit criteria hold.
+
+    ``from_stage``: the stage the caller means to leave (a retry after a :class:`LostRace` passes the
+    stage it saw first); when the branch is no longer there, someone else moved it first — a conflict."""
     case = _load(session, branch, campaign, expected_version)
+    if from_stage is not None and case.stage is not from_stage:
+        raise Conflict(
+            f"党支部 {branch} 已被他人先一步推进：你要推进的是“{from_stage.label}”环节，"
+            f"该支部现处于“{case.stage.label}”环节；本次操作未生效，请刷新后查看"
+        )
     if case.stage is Stage.accepted:
         raise TransitionRefused(f"党支部“{case.branch.name}”已验收，流程已结束")
     spec = spec_for(case.stage)
@@ -371,6 +423,10 @@ def extend_deadline(session: Session, branch: str, actor: Actor, deadline: dt.da
         raise InvalidInput(f"新的截止日期 {deadline} 须晚于今天 {today} 和原截止日期 {current_date}")
     if len(reason.strip()) < 2:
         raise InvalidInput("延长截止日期须写明理由")
+    from workflow import limits
+
+    limits.require(limits.check_date(deadline, "新的截止日期", case.campaign.year))
+    limits.require(limits.check_text(reason, "理由"))
     append(session, case, kind="deadline_extended", actor=actor.email, at=now,
            payload={"stage": target.value, "deadline": deadline.isoformat(), "reason": reason.strip()})
     return _commit_point(session, case, now)

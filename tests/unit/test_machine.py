@@ -40,7 +40,33 @@ def test_guard_failure_names_what_is_unmet_and_moves_nothing() -> None:
         machine.fire(Stage.self_assessment, "advance", lambda: unmet)
     assert err.value.unmet == unmet
     assert "缺少支部大会日期" in err.value.message
-    assert machine._MACHINE.models == []  # the transient carrier left the machine
+    assert machine.fire(Stage.self_assessment, "advance") is Stage.member_evaluation  # the refusal left no trace
+
+
+def test_carriers_are_per_thread_moves_do_not_mix_and_leave_with_their_thread() -> None:
+    import gc
+    import threading
+
+    stages = [s for s in Stage if s is not Stage.accepted]
+    wrong: list[tuple[Stage, Stage]] = []
+
+    def work(k: int) -> None:
+        for i in range(300):
+            src = stages[(i + k) % len(stages)]
+            dest = machine.fire(src, "advance")
+            if dest is not EXPECTED[(src, "advance")]:
+                wrong.append((src, dest))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    del threads, t
+    gc.collect()
+    # only this thread's carrier is left: the machine never grows with branches, nor with dead threads
+    assert len(machine._MACHINE.models) <= 1
 
 
 def test_no_auto_transitions_and_unknown_triggers_refused() -> None:
