@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -243,7 +244,17 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
         text(_CASES_SQL.format(where=where)), params)
     ev_cur = conn.execution_options(stream_results=True, yield_per=10000).execute(
         text(_EVENTS_SQL.format(join=ev_join, where=ev_where)), params)
-    events = iter(ev_cur)
+    try:
+        _stream_cases(report, cases_cur, iter(ev_cur), deadline_of, at_equal)
+    finally:
+        cases_cur.close()
+        ev_cur.close()
+    return report
+
+
+def _stream_cases(report: Report, cases_cur: Any, events: Iterator[Any],
+                  deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]],
+                  at_equal: Callable[[str, Any], bool]) -> None:
     pending = next(events, None)
     for case_id, camp, branch, version, stage, grade, deadline, state in cases_cur:
         rows: list[Any] = []
@@ -263,7 +274,6 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
     while pending is not None:
         _orphan(report, pending)
         pending = next(events, None)
-    return report
 
 
 def _orphan(report: Report, row: Any) -> None:
@@ -379,14 +389,16 @@ def verify_log(session: Session, checkpoints: list[tuple[str, Any]]) -> LogRepor
             results[name] = None if builder.root() == cp.root else "differs"
             k += 1
 
-    for idx, lh in sequencer.recomputed_leaves(session):
-        settle()
-        if idx != builder.size:
-            missing_at = builder.size
-            rep.problems.append(f"{sequencer.describe_leaf(session, builder.size)} 缺失：日志项被删除"
-                                if idx > builder.size else f"第 {idx} 条日志项重复")
-            break
-        builder.push(lh)
+    with closing(sequencer.recomputed_leaves(session)) as leaves:
+        for idx, lh in leaves:
+            settle()
+            if idx != builder.size:
+                missing_at = builder.size
+                break
+            builder.push(lh)
+    if missing_at is not None:
+        rep.problems.append(f"{sequencer.describe_leaf(session, missing_at)} 缺失：日志项被删除"
+                            if idx > missing_at else f"第 {idx} 条日志项重复")
     settle()
     rep.size, rep.root = builder.size, builder.root()
     if missing_at is None and rep.size != rep.stored_size:
@@ -427,11 +439,14 @@ def _first_difference(session: Session, size: int) -> str | None:
     """The first leaf below ``size`` whose recomputed hash differs from the hash stored when it was logged."""
     from workflow import sequencer
 
-    stored = sequencer.stored_leaf_hashes(session, size)
-    for idx, lh in sequencer.recomputed_leaves(session):
-        if idx >= size:
-            return None
-        got = next(stored, None)
-        if got is None or got[0] != idx or got[1] != lh:
-            return sequencer.describe_leaf(session, idx)
-    return None
+    first: int | None = None
+    with closing(sequencer.stored_leaf_hashes(session, size)) as stored, \
+            closing(sequencer.recomputed_leaves(session)) as leaves:
+        for idx, lh in leaves:
+            if idx >= size:
+                break
+            got = next(stored, None)
+            if got is None or got[0] != idx or got[1] != lh:
+                first = idx
+                break
+    return None if first is None else sequencer.describe_leaf(session, first)

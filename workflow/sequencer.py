@@ -226,28 +226,41 @@ def recomputed_leaves(session: Session) -> Iterator[tuple[int, bytes]]:
     conn = session.connection().execution_options(stream_results=True, yield_per=10_000)
 
     def one(kind: str) -> Iterator[tuple[int, str, Any]]:
-        for row in conn.exec_driver_sql(_STREAM[kind]):
-            yield int(row[0]), kind, row
+        result = conn.exec_driver_sql(_STREAM[kind])
+        try:
+            for row in result:
+                yield int(row[0]), kind, row
+        finally:
+            result.close()
 
     lh = merkle.leaf_hash
-    for idx, kind, row in heapq.merge(*(one(k) for k in _STREAM), key=lambda t: t[0]):
-        if kind == "event":
-            data = leaf_event(row[1], row[2], row[3], row[4])
-        elif kind == "campaign_change":
-            data = leaf_change(row[1], row[2], row[3])
-        else:
-            data = leaf_master(row[1], row[2], row[3])
-        yield idx, lh(data)
+    streams = [one(k) for k in _STREAM]
+    try:
+        for idx, kind, row in heapq.merge(*streams, key=lambda t: t[0]):
+            if kind == "event":
+                data = leaf_event(row[1], row[2], row[3], row[4])
+            elif kind == "campaign_change":
+                data = leaf_change(row[1], row[2], row[3])
+            else:
+                data = leaf_master(row[1], row[2], row[3])
+            yield idx, lh(data)
+    finally:
+        for st in streams:
+            st.close()
 
 
 def stored_leaf_hashes(session: Session, size: int) -> Iterator[tuple[int, bytes]]:
     """The stored level-0 hashes in leaf order (to find the first leaf that differs)."""
     conn = session.connection().execution_options(stream_results=True, yield_per=10_000)
     i, target = 0, merkle.stored_hash_index(0, 0)
-    for idx, h in conn.exec_driver_sql("SELECT idx, hash FROM merkle_hashes ORDER BY idx"):
-        if i >= size:
-            break
-        if int(idx) == target:
-            yield i, bytes(h)
-            i += 1
-            target = merkle.stored_hash_index(0, i)
+    result = conn.exec_driver_sql("SELECT idx, hash FROM merkle_hashes ORDER BY idx")
+    try:
+        for idx, h in result:
+            if i >= size:
+                break
+            if int(idx) == target:
+                yield i, bytes(h)
+                i += 1
+                target = merkle.stored_hash_index(0, i)
+    finally:
+        result.close()
