@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from notifications.directory import ESCALATION_ROLES, Directory, Recipient, owner_roles
 from notifications.models import SKIPPED, OutboxRow, SweepStateRow
-from notifications.outbox import Notice, cancel_stale, enqueue, existing_keys
+from notifications.outbox import Notice, enqueue, existing_keys
 from scheduler.deadlines import ESCALATION, REMINDER, Decision, Schedule, dedup_key
 from states import spec_for
 from states.base import ROLE_LABELS, Stage
@@ -77,7 +77,8 @@ def sweep(session: Session, *, now: dt.datetime, campaign_code: str | None = Non
         stats.campaigns += 1
         _sweep_campaign(session, camp_row, now=now, directory=directory, stats=stats, page=page,
                         checkpoint=checkpoint)
-    stats.cancelled += cancel_stale(session)
+    # No scan of every pending delivery here: a case that leaves its stage cancels its queued notices
+    # in the save that moves it (workflow.repository.save), and the dispatcher checks before it sends.
     session.flush()
     return stats
 
@@ -108,9 +109,11 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
         # keyset pagination in index order (deadline, id): each page is a range read, never a re-sort
         last_d, last_id = lo, 0
         while True:
+            # (deadline, id) > (last_d, last_id) as a row value: SQLite and PostgreSQL both seek on it in
+            # the (campaign_id, deadline, id) index; the OR form gave SQLite no lower bound, so every page
+            # re-walked all the earlier rows of the window
             rows = session.execute(base_q.where(
-                CaseRow.deadline <= hi,
-                or_(CaseRow.deadline > last_d, and_(CaseRow.deadline == last_d, CaseRow.id > last_id)),
+                CaseRow.deadline <= hi, tuple_(CaseRow.deadline, CaseRow.id) > tuple_(last_d, last_id),
             ).limit(page)).all()
             if not rows:
                 break

@@ -297,3 +297,8 @@ class CheckpointRow(Base):
     note: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(String(32))
     made_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- fast paths (issue 13; migration 0008) ---------------------------------------------------------
+# The sweep walks a campaign's cases in (deadline, id) order with a row-value keyset condition.
+Index("ix_cases_campaign_deadline_id", CaseRow.campaign_id, CaseRow.deadline, CaseRow.id)
