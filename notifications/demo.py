@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from notifications.mailer import EmlSink
-from notifications.models import SKIPPED, DeliveryRow, OutboxRow
+from notifications.models import DEAD, HELD, SKIPPED, DeliveryRow, OutboxRow
 from scheduler.jobs import run_tick
 from workflow.db import session_factory
 from workflow.settings import Settings
@@ -30,6 +30,16 @@ def daily_tick(engine: Engine, mail_dir: Path) -> Callable[[dt.datetime], None]:
         run_tick(engine, settings, now=now, transport=transport)
 
     return on_day
+
+
+def mail_trouble(statuses: dict[str, int]) -> str | None:
+    """A clear line when the demo's mail could not be rendered or sent at all, else None."""
+    if statuses.get(HELD):
+        return (f"有 {statuses[HELD]} 条邮件通知因邮件模板或配置错误未能生成，已暂扣（修复后会自动重发）；"
+                "详情见 branchflow outbox --status held")
+    if not statuses.get("sent") and statuses.get(DEAD):
+        return f"邮件一封也未能发出（{statuses[DEAD]} 条投递失败）；详情见 branchflow outbox --status dead"
+    return None
 
 
 def mail_summary(engine: Engine, mail_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
@@ -52,6 +62,9 @@ def mail_summary(engine: Engine, mail_dir: Path, echo: Callable[[str], None]) ->
         label = "督办令" if order else ("逾期督促" if kind == "escalation" else "截止提醒")
         echo(f"  例：{label} · {ctx['branch_name']} · {ctx['stage_label']} · 截止 {ctx['deadline_text']}")
     echo(f"  查看：BRANCHFLOW_DATA_DIR={mail_dir.parent} branchflow outbox")
-    return {"reminders": kinds.get("reminder", 0), "escalations": kinds.get("escalation", 0),
+    trouble = mail_trouble(statuses)
+    if trouble:
+        echo(f"  错误：{trouble}")
+    return {"trouble": trouble, "reminders": kinds.get("reminder", 0), "escalations": kinds.get("escalation", 0),
             "supervision_orders": orders, "monthly": kinds.get("monthly", 0), "skipped": skipped,
             "mails": len(files), "sent": statuses.get("sent", 0)}

@@ -63,6 +63,7 @@ from notifications.render import (
     notices_context,
     render,
 )
+from workflow.errors import BranchflowError
 from workflow.models import Committee
 
 log = logging.getLogger("branchflow.mail")
@@ -75,6 +76,13 @@ FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", 
           "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
 REPORTS = ("dead_report", "alert")  # families whose own failure is never reported (no report on itself)
 UNFINISHED = (PENDING, HELD)
+
+
+class MailUndeliverable(BranchflowError):
+    """邮件未能生成或发送。"""
+
+    exit_code = 8
+    http_status = 503
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -123,10 +131,10 @@ class DispatchStats:
         reason = f"（{self.errors[0]}）" if self.errors else ""
         if self.held or self.held_total:
             n = max(self.held, self.held_total)
-            return (f"错误：有 {n} 条邮件通知因邮件模板或配置错误未能生成或发送，已暂扣{reason}；"
+            return (f"有 {n} 条邮件通知因邮件模板或配置错误未能生成或发送，已暂扣{reason}；"
                     "请修复后再次运行（暂扣的通知会自动重发），详情见 branchflow outbox --status held")
         if self.messages == 0 and (self.retried or self.dead):
-            return f"错误：邮件一封也未能发出{reason}；请检查邮件服务器设置（BRANCHFLOW_SMTP_*），稍后会自动重试"
+            return f"邮件一封也未能发出{reason}；请检查邮件服务器设置（BRANCHFLOW_SMTP_*），稍后会自动重试"
         return None
 
 

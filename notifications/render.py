@@ -61,7 +61,7 @@ def render(family: str, context: dict[str, Any]) -> Rendered:
     """Render a family's three templates; raises ``jinja2.UndefinedError`` when the context lacks a variable."""
     if family not in FAMILIES:
         raise ValueError(f"unknown mail template family {family!r}")
-    env = environment()
+    env = environment(str(TEMPLATES))  # read at call time: an operator (or a test) may point it elsewhere
     subject = " ".join(env.get_template(f"{family}.subject.j2").render(context).split())
     ctx = {**context, "subject": subject}
     text = env.get_template(f"{family}.txt.j2").render(ctx)

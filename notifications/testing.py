@@ -7,7 +7,9 @@ The handler keeps what it received (envelope and raw bytes, parsed on demand wit
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -55,6 +57,7 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     mode: str = "ok"  # ok | 451
     reject: set[str] = field(default_factory=set)
+    delay: float = 0.0  # seconds the server takes to accept each message (a slow server)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         if address.lower() in self.reject:
@@ -65,6 +68,8 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.mode == "451":
             return "451 4.3.0 Temporary failure, try again later"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.messages.append(Received(mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos),
                                       data=bytes(envelope.original_content or envelope.content)))
         return "250 Message accepted"
@@ -98,6 +103,10 @@ class SmtpServer:
     @property
     def messages(self) -> list[Received]:
         return self.handler.messages
+
+    def per_key(self) -> Counter[tuple[str, str]]:
+        """How many times the server received each (recipient, dedup key)."""
+        return Counter((rcpt, k) for m in self.messages for rcpt in m.rcpt_tos for k in m.keys)
 
     def __enter__(self) -> Self:
         self.start()

@@ -7,12 +7,16 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from notifications.models import CANCELLED, DEAD, PENDING, SENT, SKIPPED, DeliveryRow, OutboxRow
+from notifications.dispatch import MailUndeliverable
+from notifications.models import CANCELLED, DEAD, HELD, PENDING, SENT, SKIPPED, DeliveryRow, OutboxRow
+from notifications.outbox import DELIVERY_STATUSES
 from workflow.audit import iso
 from workflow.errors import InvalidInput
 
-STATUS_LABELS = {PENDING: "待发送", SENT: "已发送", DEAD: "投递失败", CANCELLED: "已取消", SKIPPED: "已跳过"}
-KIND_LABELS = {"reminder": "截止提醒", "escalation": "逾期督促", "monthly": "月调度", "dead_report": "投递失败报告"}
+STATUS_LABELS = {PENDING: "待发送", HELD: "暂扣", SENT: "已发送", DEAD: "投递失败", CANCELLED: "已取消",
+                 SKIPPED: "已跳过"}
+KIND_LABELS = {"reminder": "截止提醒", "escalation": "逾期督促", "monthly": "月调度", "dead_report": "投递失败报告",
+               "held_report": "系统告警"}
 
 
 def _ctx() -> Any:
@@ -48,19 +52,25 @@ def register(cli: click.Group) -> None:
         click.echo(result.text())
         if isinstance(transport, EmlSink) and result.dispatch.messages:
             click.echo(f"未配置 SMTP：邮件已写入 {transport.folder}")
+        trouble = result.dispatch.trouble()
+        if trouble:
+            raise MailUndeliverable(trouble)  # "错误：…" on stderr, exit 8
 
     @cli.command()
-    @click.option("--status", type=click.Choice([PENDING, SENT, DEAD, CANCELLED, SKIPPED]), default=None,
-                  help="只看某种状态：pending 待发送 / sent 已发送 / dead 投递失败 / cancelled 已取消 / skipped 已跳过")
+    @click.option("--status", type=click.Choice([PENDING, HELD, SENT, DEAD, CANCELLED, SKIPPED]), default=None,
+                  help="只看某种状态：pending 待发送 / held 暂扣（模板或配置错误，自动重试） / sent 已发送 / "
+                       "dead 投递失败 / cancelled 已取消 / skipped 已跳过")
     @click.option("--limit", type=int, default=50, show_default=True, help="最多列出多少条")
     @json_option
     def outbox(status: str | None, limit: int, as_json: bool) -> None:
-        """列出邮件通知：待发送、已发送、投递失败（死信）、已取消和已跳过的。"""
+        """列出邮件通知：待发送、暂扣、已发送、投递失败（死信）、已取消和已跳过的。"""
         if limit < 1:
             raise InvalidInput("--limit 须为正整数")
         c = _ctx()
         with c.tx() as s:
             counts = dict(s.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all())
+            for k in DELIVERY_STATUSES:
+                counts.setdefault(k, 0)
             counts[SKIPPED] = s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.status == SKIPPED)) or 0
             rows: list[dict[str, object]] = []
             if status == SKIPPED:
@@ -84,6 +94,9 @@ def register(cli: click.Group) -> None:
             return
         click.echo("邮件通知：" + "，".join(f"{STATUS_LABELS[k]} {counts.get(k, 0)}"
                                           for k in (PENDING, SENT, DEAD, CANCELLED, SKIPPED)))
+        if counts.get(HELD):
+            click.echo(f"！！注意：暂扣 {counts[HELD]} 条——因邮件模板或配置错误未能生成或发送（不是收件人的问题），"
+                       "修复后会自动重发；查看：branchflow outbox --status held")
         if not rows:
             click.echo("（没有符合条件的通知）")
             return

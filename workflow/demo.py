@@ -392,4 +392,8 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
          f"branchflow web --now {end.isoformat(timespec='minutes')}")
     echo(f"重放历史：  BRANCHFLOW_DATA_DIR={target} branchflow history {plans[1].code} --at {year}-04-25")
     engine.dispose()
+    if out.get("mail", {}).get("trouble"):
+        from notifications.dispatch import MailUndeliverable
+
+        raise MailUndeliverable(out["mail"]["trouble"])  # the CLI ends with "错误：…" and exit 8
     return out
