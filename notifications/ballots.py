@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from notifications.directory import Recipient
-from notifications.models import PENDING, DeliveryRow, OutboxRow
+from notifications.models import CANCELLED, DEAD, SENT, DeliveryRow, OutboxRow
 from notifications.outbox import Notice, enqueue
 from workflow import ballots
 from workflow.models import BallotRow, CaseRow
@@ -70,8 +70,9 @@ def scrub(session: Session) -> int:
     ).all()
     if not rows:
         return 0
+    finished = (SENT, DEAD, CANCELLED)  # anything else (pending, held, …) may still be sent
     pending = set(session.scalars(select(DeliveryRow.outbox_id).where(
-        DeliveryRow.status == PENDING, DeliveryRow.outbox_id.in_([r.id for r in rows if r.context.get("code")]))))
+        DeliveryRow.status.not_in(finished), DeliveryRow.outbox_id.in_([r.id for r in rows if r.context.get("code")]))))
     closed = set(session.scalars(select(BallotRow.id).where(BallotRow.status == ballots.CLOSED)))
     n = 0
     for r in rows:

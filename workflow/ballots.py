@@ -31,7 +31,7 @@ A vote is one transaction: ``UPDATE ballot_voters SET voted = true WHERE id = â€
 * The same operator could watch the live tables and pair each ``voted`` flip with the new response
   row; that is a live-surveillance attack no storage layout prevents.
 * An e-mailed code sits in plain text in the outbox row until the mail is sent (the mail must carry
-  it); ``notifications/ballots.py`` blanks it as soon as the delivery is done and at closing. The code
+  it); ``notifications/ballots.py`` blanks it at the first sweep after the delivery is done, and at closing. The code
   lets someone vote *instead of* the voter, never see how the voter voted.
 * Web server access logs record the request path ``/v/<code>`` with the client address and time; keep
   them off or short-lived on the server that serves ballots.
