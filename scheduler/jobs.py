@@ -6,9 +6,9 @@ one job per branch: the sweep (only on the leader node) and the dispatcher (on e
 claimed with ``FOR UPDATE SKIP LOCKED``). Both use ``coalesce=True``, ``max_instances=1`` and
 ``misfire_grace_time=None`` (APScheduler's default grace of 1 s would silently drop a late run).
 
-A graceful stop: ``scheduler.branchflow_stop()`` (what ``serve`` calls on SIGTERM) makes a running
-dispatch finish the message in flight, release its unsent claims and return; then shut the scheduler
-down and release the leader lock.
+A graceful stop: ``scheduler.shutdown()`` (what ``serve`` calls on SIGTERM) first tells a running
+dispatch to stop — it finishes the message in flight, releases its unsent claims and returns — then
+waits for it; the caller then releases the leader lock.
 
 Leadership on PostgreSQL is a session-level advisory lock held on one dedicated connection for as long
 as the node lives; on SQLite there is a single node, which is always the leader. APScheduler's API does
@@ -117,8 +117,8 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
     """An APScheduler ``BackgroundScheduler`` (not started) running the sweep and the dispatcher.
 
     ``clock`` is read once per job run (default: the real UTC clock). The caller starts it, and on
-    shutdown calls ``scheduler.branchflow_stop()``, ``scheduler.shutdown()`` then
-    ``scheduler.branchflow_lock.release()``.
+    shutdown calls ``scheduler.shutdown()`` (which stops a dispatch in flight after its current message)
+    then ``scheduler.branchflow_lock.release()``.
     """
     from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
@@ -143,7 +143,12 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
         if trouble:
             log.error(trouble)
 
-    sched = BackgroundScheduler(timezone="UTC", job_defaults={
+    class Scheduler(BackgroundScheduler):  # type: ignore[misc]
+        def shutdown(self, wait: bool = True) -> None:
+            stopping.set()  # a dispatch in flight finishes its current message and releases the rest
+            super().shutdown(wait=wait)
+
+    sched = Scheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     start = dt.datetime.now(dt.UTC)  # when the jobs first run is real time, whatever ``clock`` says
     sched.add_job(sweep_job, "interval", seconds=sweep_seconds, id="branchflow-sweep", next_run_time=start)
