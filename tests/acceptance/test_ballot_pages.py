@@ -52,6 +52,7 @@ def test_staff_pages_and_the_status_api_show_participation_not_results(site: Sit
     assert body == {"id": bid, "branch": "B1", "status": "open", "closes_at": body["closes_at"], "eligible": 3,
                     "voted": 1, "participation": 0.3333}
     assert site.call("sec1", "GET", f"/api/ballots/{bid}").status_code == 403
+    assert 'href="/branches/B1/ballot"' in site.page_client("gb1").get("/branches/B1").text  # from the branch page
     page = site.page_client("gb1").get("/branches/B1/ballot")
     assert "已投票 1 / 可投票 3" in re.sub(r"<[^>]+>", "", page.text) and 'id="result"' not in page.text
     r = site.page_client("sec1").get("/branches/B1/ballot")
