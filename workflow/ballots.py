@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from states.base import Role, Stage
@@ -370,14 +371,19 @@ def note_failure(session: Session, client: str, *, now: dt.datetime) -> None:
     """Count one refused attempt for the client address (call in its own transaction: the refusal's
     own transaction rolls back)."""
     key = _client_key(client)
-    row = session.get(BallotAttemptRow, key)
-    if row is None:
-        session.add(BallotAttemptRow(client=key, window_start=now, failures=1))
-    elif now - row.window_start >= WINDOW:
-        row.window_start, row.failures = now, 1
-    else:
-        row.failures += 1
-    session.flush()
+    for _ in range(2):  # a concurrent first failure of the same address inserts the row first: count again
+        try:
+            with session.begin_nested():
+                row = session.get(BallotAttemptRow, key, populate_existing=True)
+                if row is None:
+                    session.add(BallotAttemptRow(client=key, window_start=now, failures=1))
+                elif now - row.window_start >= WINDOW:
+                    row.window_start, row.failures = now, 1
+                else:
+                    row.failures += 1
+            return
+        except IntegrityError:
+            continue
 
 
 def _check_throttle(session: Session, client: str | None, now: dt.datetime) -> None:
