@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.mime.text import MIMEText
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
@@ -134,11 +135,21 @@ def build_message(*, sender: str, recipient: str, recipient_name: str, rendered:
     msg["Message-ID"] = mid or message_id(to.addr_spec, keys, sender)
     for k in keys:
         msg["X-Branchflow-Dedup-Key"] = header_text(k)
-    msg.set_content(rendered.text, cte="base64")
+    # The bodies are classic MIMEText parts (base64, UTF-8): their few fixed headers are written as they
+    # are, while the structured headers above are parsed and folded by the policy, which costs far more.
+    text = MIMEText(rendered.text, "plain", "utf-8")
     if rendered.html:
-        msg.add_alternative(rendered.html, subtype="html", cte="base64")
         # a boundary derived from the Message-ID (base64 bodies never contain "=_"): rebuilt, the same bytes
-        msg.set_boundary("=_bf_" + hashlib.sha256(str(msg["Message-ID"]).encode()).hexdigest()[:24])
+        boundary = "=_bf_" + hashlib.sha256(str(msg["Message-ID"]).encode()).hexdigest()[:24]
+        msg["MIME-Version"] = "1.0"
+        msg["Content-Type"] = "multipart/alternative"
+        msg.set_param("boundary", boundary)
+        msg.set_payload([text, MIMEText(rendered.html, "html", "utf-8")])
+    else:
+        msg["MIME-Version"] = "1.0"
+        for name in ("Content-Type", "Content-Transfer-Encoding"):
+            msg[name] = str(text[name])
+        msg.set_payload(text.get_payload())
     return msg
 
 
