@@ -18,6 +18,7 @@ and ``stop()`` is polled before each message (a graceful stop finishes the messa
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 from collections.abc import Callable, Sequence
@@ -234,7 +235,8 @@ class EmlSink:
         self.folder = Path(folder)
 
     def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.chmod(0o700)  # the mail holds names and grades: the service's user only (issue 14)
         out: list[Outcome] = []
         for i in range(len(messages)):
             if hooks.stop():
@@ -257,7 +259,9 @@ class EmlSink:
             while path.exists():  # a re-send after a crash keeps both copies, like a real mailbox would
                 n += 1
                 path = self.folder / f"{name[:-4]}.{n}.eml"
-            path.write_bytes(msg.as_bytes())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(msg.as_bytes())
             out.append(Outcome(status=SENT))
             hooks.after(i, out[-1])
         return out

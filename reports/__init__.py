@@ -11,6 +11,7 @@ session, or calls :meth:`Rendered.read`). See docs/reports.md.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,9 +45,12 @@ class Rendered:
         return iter((self.filename, self.media_type, self.body))
 
     def content_disposition(self) -> str:
-        """The ``Content-Disposition`` header value for a download (RFC 6266 / 5987: Chinese name + fallback)."""
+        """The ``Content-Disposition`` header value for a download (RFC 6266 / 5987: Chinese name + fallback).
+
+        Safe by construction: the fallback keeps only ``[A-Za-z0-9_.-]`` and the UTF-8 name is
+        percent-encoded whole, so no quote, semicolon or line break can end the parameter."""
         quoted = urllib.parse.quote(self.filename, safe="")
-        return f"attachment; filename=\"{self.ascii_filename}\"; filename*=UTF-8''{quoted}"
+        return f"attachment; filename=\"{safe_name(self.ascii_filename)}\"; filename*=UTF-8''{quoted}"
 
     def read(self) -> bytes:
         return b"".join(self.body)
@@ -58,6 +62,12 @@ class Rendered:
                 f.write(chunk)
                 n += len(chunk)
         return n
+
+
+def safe_name(part: str) -> str:
+    """A file-name part made only of letters, digits (any script), ``-``, ``_`` and ``.``; never a path."""
+    cleaned = re.sub(r"[^\w.-]", "_", part, flags=re.UNICODE).lstrip(".")
+    return cleaned[:120] or "_"
 
 
 def form_names() -> dict[str, str]:
@@ -100,10 +110,10 @@ def render(session: Session, name: str, fmt: str, *, general_branch: str | None 
         snapshots(session, camp_row, general_branch=general_branch, at=at) if form_cls.per_branch else iter(())
     )
     stamp = form.ctx.local_as_of.strftime("%Y%m%d-%H%M")
-    part = f"-{general_branch}" if general_branch else ""
+    part = f"-{safe_name(general_branch)}" if general_branch else ""
     return Rendered(
-        filename=f"{form_cls.label}{part}-{stamp}.{fmt}",
-        ascii_filename=f"{name}{part}-{stamp}.{fmt}".encode("ascii", "replace").decode().replace("?", "_"),
+        filename=safe_name(f"{form_cls.label}{part}-{stamp}.{fmt}"),
+        ascii_filename=safe_name(f"{name}{part}-{stamp}.{fmt}".encode("ascii", "replace").decode()),
         media_type=MEDIA_TYPES[fmt],
         body=WRITERS[fmt](form, rows),
     )

@@ -57,10 +57,8 @@ def scope_of(session: Session, general_branch: str | None) -> Scope:
             .join(Committee, Committee.id == GeneralBranch.committee_id)
             .where(GeneralBranch.code == general_branch)
         ).first()
-        if row is None:
-            known = session.scalars(select(GeneralBranch.code).order_by(GeneralBranch.code).limit(20)).all()
-            hint = f"；已有：{'、'.join(known)}" if known else "；还没有导入任何党总支"
-            raise NotFound(f"找不到党总支 {general_branch!r}{hint}")
+        if row is None:  # no list of the codes there are: they may belong to other committees
+            raise NotFound(f"党总支 {general_branch[:64]!r} 不存在或无权访问")
         return Scope(general_branch_code=row.code, general_branch_name=row.name, committee_name=row.committee)
     names = session.scalars(select(Committee.name).order_by(Committee.code).limit(2)).all()
     return Scope(general_branch_code=None, general_branch_name=None,

@@ -1,6 +1,9 @@
 """Writers: a form and its rows → XLSX (openpyxl write-only), CSV (UTF-8 with BOM) or printable HTML.
 
-Each writer yields bytes as it goes; rows are never collected. The XLSX writer uses openpyxl's
+Each writer yields bytes as it goes; rows are never collected. Exports are inert: a text cell that a
+spreadsheet would read as a formula or a command (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return, OWASP's CSV-injection list) is written as text — in CSV with a leading ``'``, in XLSX as
+a string cell (``data_type 's'``, never ``'f'``). Numbers we compute stay numbers. The XLSX writer uses openpyxl's
 write-only mode (rows go to a temporary file as they are appended) and streams the finished file from
 a spooled temporary file.
 """
@@ -37,6 +40,18 @@ def text(v: Cell) -> str:
     return str(v)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(v: str) -> str:
+    """Text that no spreadsheet evaluates: a ``'`` before a formula-like start (CSV)."""
+    return "'" + v if v.startswith(FORMULA_STARTS) else v
+
+
+def csv_cell(v: Cell) -> str:
+    return inert(text(v)) if isinstance(v, str) else text(v)
+
+
 # --- CSV --------------------------------------------------------------------------------------------
 
 def write_csv(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
@@ -50,17 +65,17 @@ def write_csv(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
         return data
 
     yield "\ufeff".encode()  # the BOM Excel needs to read UTF-8
-    w.writerow([form.title])
+    w.writerow([inert(form.title)])
     notes = form.notes[:HEADER_ROW - 2]
     for line in notes + [""] * (HEADER_ROW - 2 - len(notes)):  # the header is on line 4, as in the XLSX
-        w.writerow([line] if line else [])
-    w.writerow([c.header for c in form.columns])
+        w.writerow([inert(line)] if line else [])
+    w.writerow([inert(c.header) for c in form.columns])
     for row in rows:
-        w.writerow([text(v) for v in row])
+        w.writerow([csv_cell(v) for v in row])
         if buf.tell() >= CHUNK:
             yield flush()
     for row in form.footer():
-        w.writerow([text(v) for v in row])
+        w.writerow([csv_cell(v) for v in row])
     yield flush()
 
 
@@ -114,6 +129,8 @@ def write_xlsx(form: Form, rows: Iterable[Row]) -> Iterator[bytes]:
         # Setting font/border/alignment hashes style objects (slow); copying a template's style ids is not.
         c = WriteOnlyCell(ws, value=value)
         c._style = copy(template._style)
+        if isinstance(value, str):
+            c.data_type = "s"  # openpyxl would store a str starting with "=" as a live formula ('f')
         return c
 
     ws.append([cell(form.title, styled(_TITLE, _CENTER, border=False))])

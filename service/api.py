@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -25,13 +25,15 @@ from service.auth import (
     NotAuthenticated,
     Where,
     authenticate,
+    hidden,
     may_see,
+    require_public_or_see,
     require_see,
     sees_everything,
     visible_cases,
 )
 from states.base import ROLE_LABELS, Role, Stage
-from workflow import audit, service, views
+from workflow import audit, limits, service, views
 from workflow.errors import Forbidden, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch
 from workflow.repository import LoadedCase
@@ -242,7 +244,9 @@ def _act(request: Request, token: Token, code: str, fn: Any, *, public: bool = F
     now = rt.clock()
     with rt.tx() as s:
         a = _actor(rt, s, token)
-        if not public:
+        if public:
+            require_public_or_see(s, a, code)
+        else:
             require_see(s, a, code)
         if {r for r, _ in a.roles} == {Role.auditor}:
             raise Forbidden(f"{a.name}（{a.email}）是审计人员，只能查看，不能修改任何数据")
@@ -252,7 +256,16 @@ def _act(request: Request, token: Token, code: str, fn: Any, *, public: bool = F
 class RecordRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     data: dict[str, Any] = Field(description="当前环节的填报数据（各环节字段见文档 docs/web.md）")
-    expected_version: int | None = Field(default=None, ge=0, description="乐观锁：仅当版本仍为此值时才写入")
+    expected_version: int | None = Field(default=None, ge=0, le=limits.INT4_MAX,
+                                         description="乐观锁：仅当版本仍为此值时才写入")
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_text_and_numbers(cls, v: dict[str, Any]) -> dict[str, Any]:
+        problem = limits.check_data(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 @router.post("/branches/{code}/records", response_model=Acted, tags=["办理"], summary="填报当前环节的数据")
@@ -264,7 +277,7 @@ def record(code: str, body: RecordRequest, request: Request, token: Token, campa
 
 class AdvanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    expected_version: int | None = Field(default=None, ge=0)
+    expected_version: int | None = Field(default=None, ge=0, le=limits.INT4_MAX)
 
 
 @router.post("/branches/{code}/advance", response_model=Acted, tags=["办理"], summary="推进到下一环节")
@@ -283,8 +296,8 @@ def grade(code: str, request: Request, token: Token, campaign: CampaignQ = None)
 
 class AdjustRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grade: str = Field(max_length=32)
-    reason: str = Field(max_length=4000)
+    grade: limits.GradeStr = Field(max_length=32)
+    reason: limits.LongText = Field(max_length=4000)
 
 
 @router.post("/branches/{code}/adjust", response_model=Acted, tags=["办理"], summary="党委调整等级（写明理由）")
@@ -317,7 +330,7 @@ def publish(code: str, request: Request, token: Token, body: PublishRequest | No
 
 class ObjectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=4000)
+    text: limits.LongText = Field(max_length=4000)
 
 
 @router.post("/branches/{code}/objections", response_model=Acted, tags=["办理"], summary="对公示结果提出异议")
@@ -329,7 +342,7 @@ def objection(code: str, body: ObjectionRequest, request: Request, token: Token,
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     upheld: bool
-    reason: str = Field(max_length=4000)
+    reason: limits.LongText = Field(max_length=4000)
 
 
 @router.post("/branches/{code}/objections/{objection_id}/resolve", response_model=Acted, tags=["办理"],
@@ -343,7 +356,7 @@ def resolve(code: str, objection_id: Annotated[int, Path(ge=1, le=1_000_000)], b
 
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    evidence: str = Field(max_length=4000)
+    evidence: limits.LongText = Field(max_length=4000)
 
 
 @router.post("/branches/{code}/items/{item}/complete", response_model=Acted, tags=["办理"], summary="登记整改事项完成")
@@ -356,7 +369,7 @@ def complete(code: str, item: Annotated[int, Path(ge=1, le=1000)], body: Complet
 class ExtendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     deadline: dt.date
-    reason: str = Field(max_length=4000)
+    reason: limits.LongText = Field(max_length=4000)
     stage: Stage | None = None
 
 
@@ -437,8 +450,6 @@ def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch
     whole form when every committee with branches is theirs, else one of their general branches); a
     general-branch secretary: their own general branch only (the default); branch secretaries: none.
     """
-    from reports.snapshots import scope_of
-
     kinds = {r for r, _ in a.roles}
     gbs = sorted(sc for r, sc in a.roles if r is Role.general_branch_secretary)
     if not kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary}:
@@ -451,15 +462,12 @@ def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch
         if len(gbs) == 1 and not kinds & set(_COMMITTEE_ROLES):
             return gbs[0]
         raise Forbidden("请选择党总支（general_branch=）：只能下载本人负责范围内的报表")
-    scope_of(s, general_branch)  # NotFound for an unknown code
-    if sees_everything(s, a) or general_branch in gbs:
-        return general_branch
     committees = {sc for r, sc in a.roles if r in _COMMITTEE_ROLES}
     committee = s.scalar(select(Committee.code).join(GeneralBranch, GeneralBranch.committee_id == Committee.id)
                          .where(GeneralBranch.code == general_branch))
-    if committee in committees:
+    if committee is not None and (sees_everything(s, a) or general_branch in gbs or committee in committees):
         return general_branch
-    raise Forbidden(f"{a.name}（{a.email}）无权下载党总支 {general_branch} 的报表：只能下载本人负责的党总支")
+    raise hidden("党总支", general_branch)  # unknown or not theirs: the same answer, no list of codes
 
 
 def may_download(s: Session, a: Actor) -> bool:

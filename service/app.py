@@ -11,10 +11,8 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -61,7 +59,7 @@ def runtime(request: Request) -> Runtime:
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None,
                secret: str | None = None) -> FastAPI:
     """The FastAPI app; ``clock`` fixes the time for demos and tests (default: the system clock)."""
-    from service import api, web
+    from service import api, limits_middleware, web
 
     settings = settings or Settings()
     engine = engine or make_engine(settings.url)
@@ -86,6 +84,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     from service import ballot_pages  # online ballots (issue 15)
     app.include_router(ballot_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    limits_middleware.install(app)  # body size and JSON depth before parsing (issue 14)
 
     @app.exception_handler(BranchflowError)
     async def _domain_error(request: Request, exc: BranchflowError) -> Response:
@@ -95,12 +94,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")) or "(整体)"
-            lines.append(f"{loc}: {err.get('msg', '')}")
-        body: dict[str, Any] = {"error": "InvalidInput", "message": "请求数据无效：" + "；".join(lines),
-                                "detail": jsonable_encoder(exc.errors(), custom_encoder={Exception: str})}
+        body = limits_middleware.validation_body(list(exc.errors()))  # no input echoed; Chinese from type/ctx
         if request.url.path.startswith("/api"):
             return JSONResponse(body, status_code=422)
         return RedirectResponse("/", status_code=303)

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from states.base import Role
-from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound
+from workflow.errors import BranchflowError, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch, Person
 from workflow.service import Actor, actor_for
 from workflow.settings import Settings
@@ -185,11 +185,39 @@ def where_of(session: Session, branch_code: str) -> Where:
     return Where(branch=row.code, general_branch=row.gb, committee=row.c)
 
 
+def hidden(kind: str, code: str) -> NotFound:
+    """The one answer for something that does not exist and for something outside the caller's scope."""
+    return NotFound(f"{kind} {code[:64]!r} 不存在或无权访问")
+
+
 def require_see(session: Session, actor: Actor, branch_code: str) -> Where:
-    where = where_of(session, branch_code)
+    """Where the branch sits, if the actor may see it. No oracle: an unknown code and a branch outside the
+    actor's scope get the same :class:`NotFound`, before any other check (stage, role, version)."""
+    try:
+        where = where_of(session, branch_code)
+    except NotFound:
+        raise hidden("党支部", branch_code) from None
     if not may_see(actor, where):
-        raise Forbidden(f"{actor.name}（{actor.email}）无权查看党支部 {branch_code}：只能查看本人负责范围内的党支部")
+        raise hidden("党支部", branch_code)
     return where
+
+
+def require_public_or_see(session: Session, actor: Actor, branch_code: str) -> None:
+    """Objections: open to every logged-in person while the branch's grade is published (the publicity page
+    lists it for everybody); any other branch outside the actor's scope answers as :func:`require_see`."""
+    from workflow.repository import load_case
+
+    try:
+        require_see(session, actor, branch_code)
+        return
+    except NotFound:
+        pass
+    try:
+        case = load_case(session, branch_code)
+    except NotFound:
+        raise hidden("党支部", branch_code) from None
+    if case.stage.value != "publicity" or not case.state.get("publicity"):
+        raise hidden("党支部", branch_code)
 
 
 def sees_everything(session: Session, actor: Actor) -> bool:

@@ -9,6 +9,7 @@ and the person's input kept.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import secrets
 import sys
@@ -37,6 +38,7 @@ from service.auth import (
     SESSION_MAX_AGE,
     NotAuthenticated,
     authenticate,
+    require_public_or_see,
     require_see,
     sees_everything,
     visible_cases,
@@ -44,7 +46,7 @@ from service.auth import (
 from states import spec_for
 from states.base import ROLE_LABELS, WORKING_STAGES, Role, Stage
 from states.survey import FOCUS_POINTS
-from workflow import audit, service, views
+from workflow import audit, limits, service, views
 from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound, TransitionRefused
 from workflow.models import Branch, CaseRow, Committee, GeneralBranch
 from workflow.repository import LoadedCase, campaign_of, get_campaign_row, load_case
@@ -412,18 +414,34 @@ def branch_page(code: str, request: Request) -> Response:
 
 
 def _f(form: FormData, name: str) -> str:
+    """A form field's text, checked against workflow.limits (no control characters, at most 4000 characters)."""
     v = form.get(name)
-    return v.strip() if isinstance(v, str) else ""
+    if not isinstance(v, str):
+        return ""
+    limits.require(limits.check_text(v, f"表单字段“{FIELD_LABELS.get(name, name[:32])}”"))
+    return v.strip()
+
+
+FIELD_LABELS = {"text": "异议内容", "reason": "理由", "evidence": "佐证", "summary": "验收情况", "grade": "等级",
+                "deadline": "截止日期", "start": "公示开始日期", "version": "版本"}
 
 
 def _number(form: FormData, name: str, what: str, *, integer: bool = False) -> float | int | None:
     raw = _f(form, name)
     if raw == "":
         return None
+    if integer:
+        n, problem = limits.parse_int(raw, what, "int4")
+        if problem:
+            raise InvalidInput(f"{what}“{raw[:40]}”不是合理的整数")
+        return n
     try:
-        return int(raw) if integer else float(raw)
+        x = float(raw)
     except ValueError:
-        raise InvalidInput(f"{what}“{raw}”不是{'整数' if integer else '数字'}") from None
+        raise InvalidInput(f"{what}“{raw[:40]}”不是数字") from None
+    if not math.isfinite(x) or abs(x) > 1e9:
+        raise InvalidInput(f"{what}“{raw[:40]}”不是合理的数字")
+    return x
 
 
 def stage_data(case: LoadedCase, form: FormData) -> dict[str, Any]:
@@ -503,7 +521,9 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
         raise InvalidInput(f"未知的操作 {action!r}")
     if _role_flags(actor)["auditor_only"]:
         raise Forbidden(f"{actor.name} 是审计人员，只能查看，不能修改任何数据")
-    if action != "object":
+    if action == "object":
+        require_public_or_see(s, actor, code)  # the publicity is public; anything else: as require_see
+    else:
         require_see(s, actor, code)
     version = _number(form, "version", "版本", integer=True)
     case = load_case(s, code)

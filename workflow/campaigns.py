@@ -192,6 +192,9 @@ def extend_all(session: Session, actor: Actor, stage: Stage, until: dt.date, rea
     if stage is Stage.accepted:
         raise InvalidInput("“accepted”是终态，没有截止日期")
     current = old.deadline_for(stage)
+    from workflow import limits
+
+    limits.require(limits.check_date(until, "新的截止日期", old.year))
     text, n = re.subn(rf'(?m)^{stage.value}\s*=\s*"?[0-9-]+"?(\s*#.*)?\s*$',
                       lambda m: f'{stage.value} = {until.isoformat()}{m.group(1) or ""}', row.config)
     if n != 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def private_file(path: Path) -> None:
+    """Create the SQLite file readable by the service's user only (0600; its folder 0700 when we make it).
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's permissions, so they are
+    private too. An existing file that others may read is narrowed to 0600."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if extra.exists() and extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+    except PermissionError:  # not our file (a read-only deployment): leave it as the operator set it
+        pass
+
+
 def make_engine(url: str, **kw: Any) -> Engine:
     u = make_url(url)
     if u.drivername.startswith("sqlite"):
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            private_file(Path(u.database))
         engine = create_engine(url, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

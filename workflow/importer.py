@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from states.base import Role
+from workflow import limits
 from workflow.campaign import BRANCH_TYPE_LABELS, BRANCH_TYPES
 from workflow.errors import ImportRejected, InvalidInput, RowProblem
 from workflow.models import Branch, Committee, GeneralBranch, Person, RoleAssignment
@@ -45,8 +46,7 @@ LABEL = {k: v[0] for k, v in COLUMNS.items()}
 TYPE_BY_LABEL = {label: key for key, label in BRANCH_TYPE_LABELS.items()}
 TRUE = {"是", "有", "true", "yes", "y", "1"}
 FALSE = {"否", "无", "false", "no", "n", "0", ""}
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAMES = {"committee": "org_name", "general_branch": "org_name", "name": "org_name", "secretary_name": "person_name"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,13 +116,17 @@ def read_table(path: str | Path) -> list[list[str]]:
     p = Path(path)
     if not p.exists():
         raise InvalidInput(f"找不到文件 {p}")
+    size = p.stat().st_size
+    if size > limits.IMPORT_MAX_BYTES:
+        raise ImportRejected([RowProblem(row=1, column="(文件)", problem=(
+            f"文件过大：{size / 1048576:.1f} MB，最多 {limits.IMPORT_MAX_BYTES // 1048576} MB；请分批导入"))])
     data = p.read_bytes()
     if p.suffix.lower() in (".xlsx", ".xlsm"):
         rows = list(_rows_xlsx(data))
     elif p.suffix.lower() in (".csv", ".txt"):
         rows = list(_rows_csv(data))
     else:
-        raise InvalidInput(f"不支持的文件类型 {p.suffix!r}：请使用 .csv（UTF-8）或 .xlsx")
+        raise InvalidInput(f"不支持的文件类型 {p.suffix[:16]!r}：请使用 .csv（UTF-8）或 .xlsx")
     return rows
 
 
@@ -142,6 +146,9 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
     table = [r for r in table if any(c.strip() for c in r)] if table else []
     if not table:
         raise ImportRejected([RowProblem(row=1, column="(文件)", problem="文件为空")])
+    if len(table) - 1 > limits.IMPORT_MAX_ROWS:
+        raise ImportRejected([RowProblem(row=limits.IMPORT_MAX_ROWS + 2, column="(文件)", problem=(
+            f"数据行过多：{len(table) - 1} 行，最多 {limits.IMPORT_MAX_ROWS} 行；请分批导入"))])
     header = [h.strip().lstrip("\ufeff") for h in table[0]]
     index: dict[str, int] = {}
     problems: list[RowProblem] = []
@@ -169,9 +176,17 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
         for col in REQUIRED:
             if not get(col):
                 bad(col, "不能为空")
+        for col, kind in NAMES.items():
+            if get(col) and (problem := limits.check_name(get(col), "", kind)):
+                bad(col, problem)
+        committee_code = get("committee_code") or get("committee")
+        gb_code = (get("general_branch_code") or get("general_branch")) if get("general_branch") else ""
+        for col, value in (("committee_code", committee_code), ("general_branch_code", gb_code), ("code", get("code"))):
+            if value and (problem := limits.check_code(value, "编码")):
+                # a code named after its name: say so, the name itself may be fine elsewhere
+                shown = col if get(col) or col == "code" else {"committee_code": "committee"}.get(col, "general_branch")
+                bad(shown, problem + ("" if get(col) else f"（未给出“{LABEL[col]}”列时以名称作编码）"))
         code = get("code")
-        if code and not CODE.match(code):
-            bad("code", f"编码 {code!r} 只能包含字母、数字、点、下划线和短横线")
         if code in seen_codes:
             bad("code", f"支部编码 {code} 与第 {seen_codes[code]} 行重复")
         elif code:
@@ -179,30 +194,31 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
         btype_raw = get("branch_type")
         btype = TYPE_BY_LABEL.get(btype_raw, btype_raw if btype_raw in BRANCH_TYPES else "")
         if btype_raw and not btype:
-            bad("branch_type", f"未知的支部类型 {btype_raw!r}；可用：{'、'.join(BRANCH_TYPE_LABELS.values())}")
+            bad("branch_type", f"未知的支部类型 {btype_raw[:40]!r}；可用：{'、'.join(BRANCH_TYPE_LABELS.values())}")
         email = get("secretary_email").lower()
-        if email and not EMAIL.match(email):
-            bad("secretary_email", f"{email!r} 不是有效的电子邮箱")
+        if email and (problem := limits.check_email(email, "")):
+            bad("secretary_email", problem)
         members = 0
         if get("member_count"):
-            try:
-                members = int(get("member_count"))
-                if members < 1:
-                    raise ValueError
-            except ValueError:
-                bad("member_count", f"{get('member_count')!r} 不是正整数")
+            parsed, problem = limits.parse_int(get("member_count"), "党员人数", "member_count")
+            if problem:
+                bad("member_count", problem)
+            members = parsed or 0
         dates: dict[str, dt.date | None] = {}
         for col in ("last_reelection", "last_activity"):
             v = get(col)
             dates[col] = None
             if v:
                 try:
-                    dates[col] = _date(v)
-                except ValueError:
-                    bad(col, f"{v!r} 不是日期（格式：2026-03-01）")
+                    d = _date(v)
+                    if not dt.date(1900, 1, 1) <= d <= dt.date(2100, 12, 31):
+                        raise ValueError
+                    dates[col] = d
+                except (ValueError, OverflowError):
+                    bad(col, f"{v[:40]!r} 不是合理的日期（格式：2026-03-01）")
         viol = get("secretary_violation").lower()
         if viol not in TRUE | FALSE:
-            bad("secretary_violation", f"{get('secretary_violation')!r} 应为“是”或“否”")
+            bad("secretary_violation", f"{get('secretary_violation')[:40]!r} 应为“是”或“否”")
         if len(problems) > before:
             continue
         committee = get("committee")

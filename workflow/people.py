@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from states.base import ROLE_LABELS, Role
+from workflow import limits
 from workflow.errors import InvalidInput
-from workflow.importer import EMAIL, _ensure_person, grant
+from workflow.importer import _ensure_person, grant
 from workflow.models import Branch, Committee, GeneralBranch, Person, RoleAssignment
 
 SCOPE_OF = {
@@ -22,11 +23,10 @@ SCOPE_OF = {
 
 def add_person(session: Session, email: str, name: str, roles: list[Role], scope: str = "") -> list[str]:
     """Create or update a person and grant roles; the scope must name an existing unit of the right kind."""
-    email = email.strip().lower()
-    if not EMAIL.match(email):
-        raise InvalidInput(f"{email!r} 不是有效的电子邮箱")
-    if not name.strip():
-        raise InvalidInput("姓名不能为空")
+    email = limits.clean_email(email)
+    limits.require(limits.check_name(name.strip(), "姓名", "person_name"))
+    if scope:
+        limits.require(limits.check_code(scope, "范围编码（--scope）"))
     for role in roles:
         if role is Role.auditor:
             continue
@@ -34,7 +34,7 @@ def add_person(session: Session, email: str, name: str, roles: list[Role], scope
         if not scope:
             raise InvalidInput(f"角色“{ROLE_LABELS[role]}”须用 --scope 指定所在{kind}的编码")
         if session.scalar(select(model).where(model.code == scope)) is None:  # type: ignore[attr-defined]
-            raise InvalidInput(f"找不到编码为 {scope!r} 的{kind}")
+            raise InvalidInput(f"找不到编码为 {scope!r} 的{kind}")  # the operator's command: they see every unit
     person = _ensure_person(session, email, name.strip())
     granted = []
     for role in roles:

@@ -25,6 +25,7 @@ from states.committee_grading import Adjustment
 from states.publicity import Objection, Resolution, open_objections
 from states.rectification import Completion
 from workflow import grading, machine
+from workflow import limits as _limits
 from workflow.calendar import for_campaign
 from workflow.case import current_grade
 from workflow.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
@@ -111,10 +112,8 @@ def _validate(model: type[BaseModel], data: Any, what: str) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        from workflow.limits import describe, location
-
         errors = exc.errors()
-        lines = [f"  {location(err)}: {describe(err)}" for err in errors[:20]]  # Chinese; never the input
+        lines = [f"  {_limits.location(err)}: {_limits.describe(err)}" for err in errors[:20]]  # Chinese; never the input
         if len(errors) > 20:
             lines.append(f"  …… 另有 {len(errors) - 20} 处错误")
         raise InvalidInput(f"{what}数据无效：\n" + "\n".join(lines)) from None
@@ -186,6 +185,7 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
             + ("grade / adjust / sign" if case.stage is Stage.committee_grading else "publish / object / resolve")
         )
     require(actor, spec.recorders, case, f"填报“{case.stage.label}”")
+    _limits.require(_limits.check_data(data, "填报数据"))  # every text and number within workflow.limits
     rec = _validate(spec.record_model, data, f"“{case.stage.label}”")
     payload = _json(rec)
     validate: Callable[..., list[str]] | None = spec.extra.get("validate")
@@ -205,6 +205,7 @@ def complete_item(session: Session, branch: str, actor: Actor, item: int, eviden
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.rectification], "完成整改事项")
     require(actor, [Role.branch_secretary], case, "完成整改事项")
+    _limits.require(_limits.check_text(evidence, "佐证"))
     c = _validate(Completion, {"item": item, "evidence": evidence}, "整改完成情况")
     rect = case.state["records"].get("rectification", {})
     items = rect.get("items", [])
@@ -232,9 +233,7 @@ def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *
             raise InvalidInput("验收未通过时须给出限期完成整改的新截止日期（new_deadline）")
         if insp.new_deadline <= today:
             raise InvalidInput(f"新截止日期 {insp.new_deadline} 须晚于今天 {today}")
-        from workflow import limits
-
-        limits.require(limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year))
+        _limits.require(_limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year))
     band = grading.band_of(case.campaign, insp.regrade_score)
     payload = {**_json(insp), "regrade": band.code, "regrade_label": band.grade, "first_grade": case.state["final_grade"]}
     append(session, case, kind="inspected", actor=actor.email, at=now, payload=payload)
@@ -267,6 +266,7 @@ def adjust_grade(session: Session, branch: str, actor: Actor, grade: str, reason
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.committee_grading], "调整等级")
     require(actor, [Role.committee_member], case, "调整等级")
+    _limits.require(_limits.check_name(grade, "等级", "grade") or _limits.check_text(reason, "理由"))
     adj = _validate(Adjustment, {"grade": grade, "reason": reason}, "等级调整")
     if not case.state.get("grade"):
         raise TransitionRefused("尚未计算得分和等级，不能调整")
@@ -312,10 +312,6 @@ def publish(session: Session, branch: str, actor: Actor, *, now: dt.datetime, st
     today = _local_date(case, now)
     if start is not None and start < today:
         raise InvalidInput(f"公示开始日期 {start} 早于今天 {today}：公示期不能倒填")
-    if start is not None:
-        from workflow import limits
-
-        limits.require(limits.check_date(start, "公示开始日期", case.campaign.year))
     cal = for_campaign(case.campaign)
     first = cal.next_working_day(start or today)
     n = case.campaign.publicity.window_working_days
@@ -341,6 +337,7 @@ def lodge_objection(session: Session, branch: str, actor: Actor, text: str, *, n
         raise TransitionRefused(f"公示期自 {pub['start']} 开始，尚不能提出异议")
     if today > dt.date.fromisoformat(pub["end"]):
         raise TransitionRefused(f"公示期已于 {pub['end']} 结束，不能再提出异议")
+    _limits.require(_limits.check_text(text, "异议内容"))
     obj = _validate(Objection, {"text": text}, "异议")
     next_id = len(case.state["objections"]) + 1
     append(session, case, kind="objection_lodged", actor=actor.email, at=now,
@@ -354,6 +351,7 @@ def resolve_objection(session: Session, branch: str, actor: Actor, objection_id:
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.publicity], "处理异议")
     require(actor, [Role.org_department], case, "处理异议")
+    _limits.require(_limits.check_text(reason, "理由"))
     res = _validate(Resolution, {"upheld": upheld, "reason": reason}, "异议处理")
     if not any(o["id"] == objection_id for o in open_objections(case.state)):
         raise NotFound(f"没有编号为 {objection_id} 的待处理异议")
@@ -423,10 +421,8 @@ def extend_deadline(session: Session, branch: str, actor: Actor, deadline: dt.da
         raise InvalidInput(f"新的截止日期 {deadline} 须晚于今天 {today} 和原截止日期 {current_date}")
     if len(reason.strip()) < 2:
         raise InvalidInput("延长截止日期须写明理由")
-    from workflow import limits
-
-    limits.require(limits.check_date(deadline, "新的截止日期", case.campaign.year))
-    limits.require(limits.check_text(reason, "理由"))
+    _limits.require(_limits.check_date(deadline, "新的截止日期", case.campaign.year))
+    _limits.require(_limits.check_text(reason, "理由"))
     append(session, case, kind="deadline_extended", actor=actor.email, at=now,
            payload={"stage": target.value, "deadline": deadline.isoformat(), "reason": reason.strip()})
     return _commit_point(session, case, now)

@@ -232,7 +232,7 @@ def test_bad_requests_raise_clear_chinese_errors(known: World) -> None:
         render(known, "nope", "xlsx")
     with pytest.raises(InvalidInput, match="不支持的格式 'pdf'；可用：xlsx、csv、html"):
         render(known, "summary", "pdf")
-    with pytest.raises(NotFound, match="找不到党总支 'GB9'；已有：GB1、GB2"):
+    with pytest.raises(NotFound, match="党总支 'GB9' 不存在或无权访问"):
         render(known, "summary", "csv", general_branch="GB9")
     with pytest.raises(NotFound, match="找不到活动"):
         render(known, "summary", "csv", campaign="nope-2026")
