@@ -231,3 +231,35 @@ def test_5000_notices_in_one_tick_are_all_delivered(sessions: sessionmaker[Sessi
     assert stats.delivered == 5000 and stats.messages == 250 and stats.left == 0
     assert sorted(k for _, k in got) == sorted(keys) and max(got.values()) == 1
     assert statuses(sessions) == {SENT: 5000}
+
+
+# --- a claim taken over ---------------------------------------------------------------------------
+
+def test_a_dispatcher_whose_claim_was_taken_over_can_neither_send_nor_mark_what_it_lost(
+        sessions: sessionmaker[Session]) -> None:
+    """A stalls after its first message (as a paused VM would) past its claim's expiry; B takes the claims
+    over and sends everything; when A wakes up it marks nothing and sends nothing more."""
+    keys = fill(sessions, recipients=6)
+    server = SmtpServer().start()
+    stalled: list[Any] = []
+
+    def stall() -> None:  # runs in A right after the server accepted A's first message
+        if not stalled:
+            stalled.append(dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10),
+                                    now=T0 + dt.timedelta(minutes=11), sender=SENDER, owner="node-b"))
+
+    try:
+        a = dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10, concurrency=1), now=T0,
+                     sender=SENDER, owner="node-a", after_send=stall)
+    finally:
+        server.stop()
+    b = stalled[0]
+    assert b.messages == 6  # B sent all six, A's first one again (it was not marked yet: like a crash)
+    assert a.messages == 1 and a.delivered == 0 and a.lost == 5  # A's marking was fenced off, the rest not sent
+    got = server.per_key()
+    assert sorted(k for _, k in got) == sorted(keys)
+    assert sorted(got.values()) == [1, 1, 1, 1, 1, 2]
+    assert_identical_copies(server)
+    with sessions() as s:
+        rows = s.execute(select(DeliveryRow.status, DeliveryRow.claim_owner)).all()
+    assert sorted(tuple(r) for r in rows) == [(SENT, None)] * 6
