@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import and_, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from notifications.directory import ESCALATION_ROLES, Directory, Recipient, owner_roles
@@ -113,7 +113,7 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
             # the (campaign_id, deadline, id) index; the OR form gave SQLite no lower bound, so every page
             # re-walked all the earlier rows of the window
             rows = session.execute(base_q.where(
-                CaseRow.deadline <= hi, tuple_(CaseRow.deadline, CaseRow.id) > tuple_(last_d, last_id),
+                CaseRow.deadline <= hi, tuple_(CaseRow.deadline, CaseRow.id) > tuple_(literal(last_d), literal(last_id)),
             ).limit(page)).all()
             if not rows:
                 break

@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(ballot_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limits_middleware.install(app)  # body size and JSON depth before parsing (issue 14)
+    from service import health  # /healthz, /readyz and the request log (issue 9)
+    health.install(app)
 
     @app.exception_handler(BranchflowError)
     async def _domain_error(request: Request, exc: BranchflowError) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -115,7 +116,12 @@ def cli(ctx: click.Context) -> None:
 
     数据库默认为 branchflow-data/branchflow.db（SQLite）；设置 BRANCHFLOW_DATABASE_URL 可使用 PostgreSQL。
     """
-    ctx.obj = Ctx(Settings())
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a BRANCHFLOW_ variable that does not parse: name it, no traceback
+        bad = "、".join(f"BRANCHFLOW_{str(e['loc'][0]).upper()}" for e in exc.errors() if e.get("loc"))
+        raise InvalidInput(f"环境变量设置无效：{bad}（可用的设置见 docs/deploy.md）") from None
+    ctx.obj = Ctx(settings)
 
 
 def _ctx() -> Ctx:
@@ -643,7 +649,10 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
     def _stop(*_: object) -> None:
         raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the finally below still runs
 
+    from service.logs import configure as configure_logging
+
     c = _ctx()
+    configure_logging(c.settings)  # one line per event on stderr (BRANCHFLOW_LOG_FORMAT, BRANCHFLOW_LOG_LEVEL)
     require_current(c.engine)
     signal.signal(signal.SIGTERM, _stop)
     sched = build_scheduler(c.engine, c.settings, sweep_seconds=sweep_seconds, dispatch_seconds=dispatch_seconds)
@@ -660,12 +669,14 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
             import uvicorn
 
             from service.app import create_app
+            from service.logs import uvicorn_options
 
             app = create_app(c.settings, engine=c.engine)
+            app.state.branchflow_scheduler = sched  # /readyz reports this node's role
             click.echo(f"branchflow 网页：http://{host}:{port}/  API 文档：http://{host}:{port}/api/docs")
             try:
                 # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises SIGINT
-                uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+                uvicorn.run(app, host=host, port=port, lifespan="off", **uvicorn_options(c.settings))
             except KeyboardInterrupt:
                 pass
     finally:
@@ -697,6 +708,7 @@ def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int, unt
 EXTENSIONS: tuple[str, ...] = ("service.cli_notify", "service.cli_reports", "service.cli_web")
 EXTENSIONS += ("service.cli_ballot",)  # online ballots (issue 15)
 EXTENSIONS += ("service.cli_audit",)  # Merkle log, checkpoints, proofs (issue 11)
+EXTENSIONS += ("service.cli_ops",)  # status, backup, restore (issue 9)
 
 
 def _register_extensions() -> None:

@@ -84,4 +84,6 @@ def register(cli: click.Group) -> None:
         fixed = parse_now(now_s) if now_s else None
         app = create_app(_ctx().settings, engine=_ctx().engine, clock=(lambda: fixed) if fixed else None)
         click.echo(f"branchflow 网页：http://{host}:{port}/  API 文档：http://{host}:{port}/api/docs")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        from service.logs import uvicorn_options
+
+        uvicorn.run(app, host=host, port=port, **uvicorn_options(_ctx().settings))

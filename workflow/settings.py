@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
 
     audit_key_file: Path | None = None  # signs checkpoints; default <data_dir>/audit.key — keep it elsewhere
     audit_origin: str = "branchflow.local/audit"  # the checkpoints' origin line and the key's name
+
+    # --- running as a service (issue 9): logs and the reverse proxy ---------------------------------
+    log_format: Literal["text", "json"] = "text"  # one line per event; json: one JSON object per line
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    # addresses (or CIDR networks), comma-separated, whose X-Forwarded-For/-Proto are believed; empty: none
+    trusted_proxies: str = ""
 
     @property
     def audit_key_path(self) -> Path:
