@@ -427,11 +427,17 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
 
 def _act(fn: Callable[..., Any], branch: str, *, as_email: str, now_s: str | None, **kw: Any) -> Any:
     """Run one use case as the person ``as_email`` in one transaction."""
+    from service.auth import require_public_or_see, require_see
+
     now = parse_now(now_s)
     for attempt in (1, 2):
         try:
             with _ctx().tx() as s:
-                return fn(s, branch, service.actor_for(s, as_email), now=now, **kw)
+                actor = service.actor_for(s, as_email)
+                # as over HTTP: a branch outside the person's scope answers as an unknown one (exit 3),
+                # before any stage check; objections are open to all while the grade is published
+                (require_public_or_see if fn is service.lodge_objection else require_see)(s, actor, branch)
+                return fn(s, branch, actor, now=now, **kw)
         except Conflict as exc:
             # Someone (often the scheduler appending a reminder) wrote to the branch between our read and
             # our write. Unless the caller pinned a version, do it once more on the fresh state: the rules
