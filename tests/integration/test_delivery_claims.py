@@ -243,10 +243,15 @@ def test_a_dispatcher_whose_claim_was_taken_over_can_neither_send_nor_mark_what_
     server = SmtpServer().start()
     stalled: list[Any] = []
 
-    def stall() -> None:  # runs in A right after the server accepted A's first message
+    def node_b() -> None:
+        stalled.append(dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10),
+                                now=T0 + dt.timedelta(minutes=11), sender=SENDER, owner="node-b"))
+
+    def stall() -> None:  # runs in A right after the server accepted A's first message: A stands still …
         if not stalled:
-            stalled.append(dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10),
-                                    now=T0 + dt.timedelta(minutes=11), sender=SENDER, owner="node-b"))
+            b = threading.Thread(target=node_b)  # … while B, another node, runs to the end
+            b.start()
+            b.join(60)
 
     try:
         a = dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10, concurrency=1), now=T0,
