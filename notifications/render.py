@@ -118,6 +118,13 @@ def address(addr: str, name: str = "") -> Address:
         raise BadAddress(f"收件地址无效：{addr!r}") from exc
 
 
+@lru_cache(maxsize=8)
+def _from_header(sender: str) -> Any:
+    """The From header, parsed once per sender (header objects are immutable and shared by messages)."""
+    name, addr = parseaddr(sender)
+    return POLICY.header_factory("From", Address(display_name=header_text(name), addr_spec=addr))
+
+
 def build_message(*, sender: str, recipient: str, recipient_name: str, rendered: Rendered, keys: list[str],
                   now: dt.datetime, mid: str | None = None) -> EmailMessage:
     """A UTF-8 message (plain text, and HTML as an alternative when there is some) for one recipient.
@@ -126,9 +133,8 @@ def build_message(*, sender: str, recipient: str, recipient_name: str, rendered:
     :class:`BadAddress` when the recipient's address is unusable, ``ValueError`` for a sender that is.
     """
     to = address(recipient, recipient_name)
-    sender_name, sender_addr = parseaddr(sender)
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = Address(display_name=header_text(sender_name), addr_spec=sender_addr)
+    msg["From"] = _from_header(sender)
     msg["To"] = to
     msg["Subject"] = header_text(rendered.subject)
     msg["Date"] = now.astimezone(dt.UTC)
