@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
@@ -23,9 +23,10 @@ from service.app import Runtime, runtime
 from service.auth import (
     TOKEN_MAX_AGE,
     NotAuthenticated,
+    Throttled,
     Where,
-    authenticate,
     hidden,
+    log_in,
     may_see,
     require_public_or_see,
     require_see,
@@ -34,7 +35,7 @@ from service.auth import (
 )
 from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, limits, service, views
-from workflow.errors import Forbidden, InvalidInput, NotFound
+from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch
 from workflow.repository import LoadedCase
 from workflow.service import Actor
@@ -100,14 +101,22 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
-@router.post("/token", response_model=TokenResponse, tags=["登录"], summary="用邮箱和密码换取令牌")
-def token(body: TokenRequest, request: Request) -> TokenResponse:
+@router.post("/token", response_model=TokenResponse, tags=["登录"], summary="用邮箱和密码换取令牌",
+             responses={429: {"model": ErrorBody, "description": "登录尝试过于频繁或账号临时锁定（见 Retry-After）"}})
+def token(body: TokenRequest, request: Request) -> Any:
     rt = runtime(request)
-    with rt.tx() as s:
-        person = authenticate(s, body.email, body.password)
-        if person is None:
-            raise NotAuthenticated("邮箱或密码错误")
-        return TokenResponse(access_token=rt.signer.issue(person, api=True), expires_in=TOKEN_MAX_AGE)
+    ip = request.client.host if request.client else ""
+    with rt.tx() as s:  # committed also when refused: the record of a failure must stay (service.throttle)
+        try:
+            person = log_in(s, body.email, body.password, ip=ip, via="api", now=rt.signer.wall())
+        except Throttled as exc:
+            refused: BranchflowError = exc
+            retry = {"Retry-After": str(exc.retry_after)}
+        except NotAuthenticated as exc:
+            refused, retry = exc, {}
+        else:
+            return TokenResponse(access_token=rt.signer.issue(s, person, api=True), expires_in=TOKEN_MAX_AGE)
+    return JSONResponse(refused.to_dict(), status_code=refused.http_status, headers=retry)
 
 
 class Me(BaseModel):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import Signer, secret_key
+from service.security import policy_of
 from workflow.db import make_engine, session_factory
 from workflow.errors import BranchflowError, NotFound
 from workflow.resources import template_dir
@@ -59,12 +60,12 @@ def runtime(request: Request) -> Runtime:
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None,
                secret: str | None = None) -> FastAPI:
     """The FastAPI app; ``clock`` fixes the time for demos and tests (default: the system clock)."""
-    from service import api, limits_middleware, web
+    from service import api, limits_middleware, security, web
 
     settings = settings or Settings()
     engine = engine or make_engine(settings.url)
     rt = Runtime(settings=settings, engine=engine, sessions=session_factory(engine),
-                 signer=Signer(secret or secret_key(settings)), clock=clock or system_clock)
+                 signer=Signer(secret or secret_key(settings), policy_of(settings)), clock=clock or system_clock)
     app = FastAPI(
         title="branchflow",
         summary="基层党组织分类定级、晋位升级工作流程 · HTTP API",
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     limits_middleware.install(app)  # body size and JSON depth before parsing (issue 14)
     from service import health  # /healthz, /readyz and the request log (issue 9)
     health.install(app)
+    security.install(app)  # CSP and the other security headers on every response (issue 14)
 
     @app.exception_handler(BranchflowError)
     async def _domain_error(request: Request, exc: BranchflowError) -> Response:

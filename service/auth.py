@@ -1,12 +1,13 @@
 """Log-in, sessions, API tokens, CSRF and the reading rules (who may SEE which branch).
 
-* Passwords are hashed with argon2 (``people.password_hash``).
-* A session cookie (pages) and a bearer token (API) are the same kind of thing: a signed, expiring
-  token (itsdangerous) naming the person's e-mail and a fingerprint of their password hash, so that
-  changing the password ends every earlier session and token. Different salts keep a cookie from
-  being used as a token and vice versa.
-* CSRF: every visitor has a random ``bf_csrf`` cookie; every form carries ``hmac(secret, cookie)``.
-  A cross-site page can neither read the cookie nor compute the token.
+* Passwords are hashed with argon2 (``people.password_hash``) and must pass :mod:`service.passwords`;
+  a hash made with older argon2 parameters is replaced at the next successful log-in.
+* Log-in attempts go through :mod:`service.throttle` (growing waits, temporary lockouts, the record of
+  every attempt); sessions and API tokens are server-side rows (:mod:`service.sessions`), so logging
+  out, a password change, a role change and "end all sessions" take effect at once.
+* CSRF: every form carries ``hmac(secret, binding)`` where the binding is the session (the sha256 of the
+  session cookie) once logged in, and a random ``bf_csrf`` cookie before. A cross-site page can neither
+  read the cookies nor compute the token; a token from another session is refused.
 * Acting rules are enforced by the services (they raise :class:`Forbidden`); the reading rules are
   here: a branch secretary sees their own branch, a general-branch secretary their general branch,
   the organisation department and committee members their committee, auditors everything.
@@ -14,63 +15,73 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import passwords, sessions, throttle
+from service.sessions import LONGEST_TOKEN_DAYS, NotAuthenticated, Policy
 from states.base import Role
-from workflow.errors import BranchflowError, InvalidInput, NotFound
+from workflow.errors import BranchflowError, NotFound
 from workflow.models import Branch, Committee, GeneralBranch, Person
-from workflow.service import Actor, actor_for
+from workflow.service import Actor
 from workflow.settings import Settings
+
+__all__ = ["LONGEST_TOKEN_DAYS", "NotAuthenticated", "Throttled"]
 
 SESSION_COOKIE = "bf_session"
 CSRF_COOKIE = "bf_csrf"
-SESSION_MAX_AGE = 12 * 3600
-TOKEN_MAX_AGE = 24 * 3600
-LONGEST_TOKEN_DAYS = 366  # `branchflow user token --days`: for other systems calling the API
-MIN_PASSWORD = 6
+SESSION_MAX_AGE = 12 * 3600  # the cookie's Max-Age; the server-side absolute timeout decides (Policy)
+TOKEN_MAX_AGE = sessions.API_TOKEN_HOURS * 3600
+MIN_PASSWORD = passwords.MIN_LENGTH
 
-_hasher = PasswordHasher()
+_hasher = passwords.hasher
 # A fixed hash to verify against when the e-mail is unknown, so that both paths cost the same.
 _DUMMY_HASH = _hasher.hash("branchflow-no-such-user")
 
 
-class NotAuthenticated(BranchflowError):
-    """请先登录。"""
+class Throttled(BranchflowError):
+    """登录尝试过于频繁，请稍后再试。"""
 
     exit_code = 4
-    http_status = 401
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"密码至少 {MIN_PASSWORD} 位")
-    return _hasher.hash(password)
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
-def set_password(session: Session, email: str, password: str) -> Person:
+def hash_password(password: str, *, email: str = "", name: str = "") -> str:
+    return passwords.hash_password(password, email=email, name=name)
+
+
+def set_password(session: Session, email: str, password: str, *, now: dt.datetime | None = None) -> Person:
+    """A new password (checked by the rules); every session and API token of the person ends at once."""
     person = session.scalar(select(Person).where(Person.email == email.strip().lower()))
     if person is None:
         raise NotFound(f"找不到用户 {email!r}")
-    person.password_hash = hash_password(password)
+    person.password_hash = hash_password(password, email=person.email, name=person.name)
     session.flush()
+    sessions.end_all(session, person.email, now=now or system_clock(), reason="password", tokens=True)
     return person
 
 
 def authenticate(session: Session, email: str, password: str) -> Person | None:
-    """The person if the password is right; ``None`` (the same for an unknown e-mail) otherwise."""
+    """The person if the password is right; ``None`` (the same for an unknown e-mail) otherwise. A hash
+    made with older argon2 parameters is rehashed with the current ones."""
     person = session.scalar(select(Person).where(Person.email == email.strip().lower()))
     stored = person.password_hash if person is not None and person.password_hash else _DUMMY_HASH
     try:
@@ -79,6 +90,24 @@ def authenticate(session: Session, email: str, password: str) -> Person | None:
         return None
     if person is None or not person.password_hash:
         return None
+    if _hasher.check_needs_rehash(person.password_hash):
+        person.password_hash = _hasher.hash(password)
+        session.flush()
+    return person
+
+
+def log_in(session: Session, email: str, password: str, *, ip: str, via: str, now: dt.datetime) -> Person:
+    """Throttle, check, record. :class:`Throttled` (429, with the wait) before the password is even
+    looked at; :class:`NotAuthenticated` for a wrong one. The caller commits either way (the record of a
+    failure must stay): this function never raises after writing except with the outcome recorded."""
+    verdict = throttle.check(session, email, ip, now=now)
+    if not verdict.allowed:
+        throttle.record(session, email, ip, via=via, outcome=verdict.outcome, now=now)
+        raise Throttled(verdict.message, verdict.retry_after)
+    person = authenticate(session, email, password)
+    throttle.record(session, email, ip, via=via, outcome="ok" if person else "bad", now=now)
+    if person is None:
+        raise NotAuthenticated("邮箱或密码错误")
     return person
 
 
@@ -96,57 +125,44 @@ def secret_key(settings: Settings) -> str:
     return key
 
 
-def _fingerprint(password_hash: str | None) -> str:
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
-
-
 class Signer:
-    """Issues and reads session cookies, API tokens and CSRF tokens with one secret."""
+    """Issues and reads session cookies and API tokens (server-side rows) and CSRF tokens (one secret).
+    ``wall`` is the real clock of timeouts and throttling (not the app's possibly fixed demo clock)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, policy: Policy | None = None, wall: Callable[[], dt.datetime] | None = None) -> None:
         self.secret = secret
-        self._session = URLSafeTimedSerializer(secret, salt="branchflow-session")
-        self._token = URLSafeTimedSerializer(secret, salt="branchflow-api-token")
+        self.policy = policy or Policy()
+        self.wall = wall or system_clock
 
-    def issue(self, person: Person, *, api: bool = False, days: int | None = None) -> str:
+    def issue(self, session: Session, person: Person, *, api: bool = False, days: int | None = None,
+              name: str | None = None, ip: str = "", user_agent: str = "") -> str:
         """A session cookie, or an API token (24 hours; ``days`` for another system's longer-lived one)."""
-        s = self._token if api else self._session
-        data: dict[str, Any] = {"e": person.email, "f": _fingerprint(person.password_hash)}
-        if api and days is not None:
-            if not 1 <= days <= LONGEST_TOKEN_DAYS:
-                raise InvalidInput(f"令牌有效期须为 1–{LONGEST_TOKEN_DAYS} 天")
-            data["x"] = int(time.time()) + days * 86400
-        return s.dumps(data)
+        now = self.wall()
+        if api:
+            label = name or ("登录令牌（POST /api/token）" if days is None else f"{days} 天令牌")
+            return sessions.issue_token(session, person, now=now, name=label, days=days)[0]
+        return sessions.open_session(session, person, now=now, ip=ip, user_agent=user_agent)
 
     def read(self, session: Session, token: str, *, api: bool = False) -> Actor:
-        """The actor named by a valid token; :class:`NotAuthenticated` when it is bad, expired or revoked."""
-        s = self._token if api else self._session
-        try:
-            data = s.loads(token, max_age=LONGEST_TOKEN_DAYS * 86400 if api else SESSION_MAX_AGE)
-        except SignatureExpired:
-            raise NotAuthenticated("登录已过期，请重新登录") from None
-        except BadSignature:
-            raise NotAuthenticated("登录凭据无效，请重新登录") from None
-        if not isinstance(data, dict) or not isinstance(data.get("e"), str):
-            raise NotAuthenticated("登录凭据无效，请重新登录")
+        """The actor named by a live token; :class:`NotAuthenticated` when it is bad, expired or ended."""
         if api:
-            _, issued = s.loads(token, return_timestamp=True)
-            x = data.get("x")
-            expires = float(x) if isinstance(x, int) else issued.timestamp() + TOKEN_MAX_AGE
-            if time.time() > expires:
-                raise NotAuthenticated("令牌已过期，请重新取得令牌")
-        person = session.scalar(select(Person).where(Person.email == data["e"]))
-        if person is None or not person.password_hash or _fingerprint(person.password_hash) != data.get("f"):
-            raise NotAuthenticated("密码已更改或账号已停用，请重新登录")
-        return actor_for(session, person.email)
+            return sessions.read_token(session, token, now=self.wall())
+        return sessions.read_session(session, token, now=self.wall(), policy=self.policy)[0]
 
-    def csrf_for(self, nonce: str) -> str:
-        return hmac.new(self.secret.encode(), f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+    def csrf_for(self, binding: str) -> str:
+        return hmac.new(self.secret.encode(), f"csrf:{binding}".encode(), hashlib.sha256).hexdigest()
 
-    def csrf_ok(self, nonce: str | None, token: str | None) -> bool:
-        if not nonce or not token:
+    def csrf_ok(self, binding: str | None, token: str | None) -> bool:
+        if not binding or not token:
             return False
-        return hmac.compare_digest(self.csrf_for(nonce), token)
+        return hmac.compare_digest(self.csrf_for(binding), token)
+
+
+def csrf_binding(session_cookie: str | None, nonce: str | None) -> str | None:
+    """What a form's CSRF token is bound to: the session once logged in, the visitor's nonce before."""
+    if session_cookie:
+        return "s:" + sessions.digest(session_cookie)
+    return "n:" + nonce if nonce else None
 
 
 # --- reading rules --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from notifications import ballots as ballot_mail
 from service.app import runtime
-from service.web import _form, _page_actor, render
+from service.web import _form, _page_actor, redirect_with_notice, render
 from workflow import ballots
 from workflow.errors import BranchflowError, InvalidInput, NotFound
 from workflow.repository import load_case
@@ -207,7 +207,7 @@ async def staff_act(code: str, request: Request) -> Response:
         return render(request, "ballot_staff.html", {**ctx, "staff_error": exc.message}, status=exc.http_status, actor=actor)
     if sheet:
         return render(request, "ballot_sheet.html", {**ctx, "sheet": sheet, "message": msg}, actor=actor)
-    return RedirectResponse(f"/branches/{quote(code, safe='')}/ballot?ok={quote(msg)}", status_code=303)
+    return redirect_with_notice(request, f"/branches/{quote(code, safe='')}/ballot", msg)  # notice kept server-side
 
 
 @router.get("/ballots/{ballot_id}/export.{fmt}")

@@ -715,6 +715,7 @@ EXTENSIONS: tuple[str, ...] = ("service.cli_notify", "service.cli_reports", "ser
 EXTENSIONS += ("service.cli_ballot",)  # online ballots (issue 15)
 EXTENSIONS += ("service.cli_audit",)  # Merkle log, checkpoints, proofs (issue 11)
 EXTENSIONS += ("service.cli_ops",)  # status, backup, restore (issue 9)
+EXTENSIONS += ("service.cli_security",)  # lockouts, sessions, API tokens, log-in record (issue 14)
 
 
 def _register_extensions() -> None:

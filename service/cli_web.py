@@ -26,7 +26,7 @@ def register(cli: click.Group) -> None:
     @click.argument("email")
     @click.option("--name", required=True, help="姓名")
     @click.option("--password", prompt="密码", hide_input=True, confirmation_prompt="再次输入密码",
-                  help="登录密码（至少 6 位；不给则提示输入）")
+                  help="登录密码（至少 12 位，不能是常用密码；不给则提示输入）")
     @click.option("--role", "roles", multiple=True, type=click.Choice([r.value for r in Role]), help="角色（可多次）")
     @click.option("--scope", default="", help="范围：党支部/党总支/党委编码（审计人员不需要）")
     def user_add(email: str, name: str, password: str, roles: tuple[str, ...], scope: str) -> None:
@@ -35,7 +35,7 @@ def register(cli: click.Group) -> None:
         from workflow.people import add_person
         from workflow.repository import person_by_email
 
-        digest = hash_password(password)
+        digest = hash_password(password, email=email, name=name)  # the rules of service.passwords
         with _ctx().tx() as s:
             granted = add_person(s, email, name, [Role(r) for r in roles], scope)
             person_by_email(s, email.strip().lower()).password_hash = digest
@@ -45,7 +45,7 @@ def register(cli: click.Group) -> None:
     @user.command("passwd")
     @click.argument("email")
     @click.option("--password", prompt="新密码", hide_input=True, confirmation_prompt="再次输入新密码",
-                  help="新密码（至少 6 位；不给则提示输入）")
+                  help="新密码（至少 12 位，不能是常用密码；不给则提示输入）")
     def user_passwd(email: str, password: str) -> None:
         """设置或重置密码（此前登录的会话和令牌随即失效）。"""
         from service.auth import set_password
@@ -57,8 +57,9 @@ def register(cli: click.Group) -> None:
     @user.command("token")
     @click.argument("email")
     @click.option("--days", type=int, default=30, show_default=True, help="有效天数（1–366）")
-    def user_token(email: str, days: int) -> None:
-        """为其他系统签发 API 令牌（以该账号的身份和角色调用；改密码即作废）。"""
+    @click.option("--name", "token_name", default="", help="令牌名称（例如调用它的系统；默认“N 天令牌”）")
+    def user_token(email: str, days: int, token_name: str) -> None:
+        """为其他系统签发 API 令牌（以该账号的身份和角色调用；改密码、改角色或撤销即作废；user tokens 列出）。"""
         from service.auth import Signer, secret_key
         from workflow.repository import person_by_email
 
@@ -67,7 +68,7 @@ def register(cli: click.Group) -> None:
             person = person_by_email(s, email)
             if not person.password_hash:
                 raise InvalidInput(f"{person.email} 尚未设置密码：先用 user passwd 设置，令牌随密码更改而作废")
-            token = Signer(secret_key(settings)).issue(person, api=True, days=days)
+            token = Signer(secret_key(settings)).issue(s, person, api=True, days=days, name=token_name or None)
         click.echo(token)
         click.echo(f"以上为 {person.email} 的 API 令牌，{days} 天内有效；请求头：Authorization: Bearer <令牌>", err=True)
 

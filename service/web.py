@@ -31,18 +31,22 @@ from starlette.datastructures import FormData
 
 import reports
 from reports import charts as reports_charts
+from service import sessions as web_sessions
 from service.app import TEMPLATES, Runtime, runtime
 from service.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_MAX_AGE,
     NotAuthenticated,
-    authenticate,
+    Throttled,
+    csrf_binding,
+    log_in,
     require_public_or_see,
     require_see,
     sees_everything,
     visible_cases,
 )
+from service.security import cookie_secure
 from states import spec_for
 from states.base import ROLE_LABELS, WORKING_STAGES, Role, Stage
 from states.survey import FOCUS_POINTS
@@ -84,17 +88,43 @@ def _csrf_nonce(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(24), True
 
 
+# ``?ok=KEY`` shows a site notice only from this fixed set; ``done`` shows the result of the person's last
+# form, kept in their server-side session (never text from the URL).
+NOTICES = {"logged_out": "您已退出登录", "done": ""}
+
+
+def _notice(request: Request) -> str | None:
+    key = request.query_params.get("ok")
+    if key == "done":
+        return getattr(request.state, "bf_notice", None)
+    return NOTICES.get(key or "") or None
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200,
            actor: Actor | None = None) -> HTMLResponse:
     rt = runtime(request)
     nonce, new = _csrf_nonce(request)
-    base = {"request": request, "me": actor, "csrf": rt.signer.csrf_for(nonce), "roles": _role_flags(actor),
-            "now_local": rt.clock().astimezone(TZ), "error": None, "notice": request.query_params.get("ok"),
+    binding = csrf_binding(request.cookies.get(SESSION_COOKIE), nonce)  # as _form will compute it
+    base = {"request": request, "me": actor, "csrf": rt.signer.csrf_for(binding or ""), "roles": _role_flags(actor),
+            "now_local": rt.clock().astimezone(TZ), "error": None, "notice": _notice(request),
             "ROLE_LABELS": ROLE_LABELS}
     resp = templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
     if new:
-        resp.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", path="/")
+        resp.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", path="/", secure=cookie_secure(request))
     return resp
+
+
+def redirect_with_notice(request: Request, target: str, text: str) -> Response:
+    """Redirect after a successful form; the message waits in the person's session for the next page."""
+    rt = runtime(request)
+    raw = request.cookies.get(SESSION_COOKIE) or ""
+    with rt.tx() as s:
+        row = web_sessions._live(s, raw)
+        if row is not None and row.ended_at is None:
+            web_sessions.set_notice(row, text)
+    base, _, frag = target.partition("#")
+    sep = "&" if "?" in base else "?"
+    return RedirectResponse(f"{base}{sep}ok=done" + (f"#{frag}" if frag else ""), status_code=303)
 
 
 def _role_flags(actor: Actor | None) -> dict[str, bool]:
@@ -118,7 +148,10 @@ def _page_actor(rt: Runtime, s: Session, request: Request) -> Actor:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise NotAuthenticated("请先登录")
-    return rt.signer.read(s, token)
+    actor, row = web_sessions.read_session(s, token, now=rt.signer.wall(), policy=rt.signer.policy)
+    if request.query_params.get("ok") == "done" and row.notice is not None:
+        request.state.bf_notice = web_sessions.pop_notice(s, row)
+    return actor
 
 
 def _optional_actor(rt: Runtime, s: Session, request: Request) -> Actor | None:
@@ -130,9 +163,9 @@ def _optional_actor(rt: Runtime, s: Session, request: Request) -> Actor | None:
 
 async def _form(request: Request) -> FormData:
     form = await request.form()
-    nonce = request.cookies.get(CSRF_COOKIE)
+    binding = csrf_binding(request.cookies.get(SESSION_COOKIE), request.cookies.get(CSRF_COOKIE))
     token = form.get("csrf")
-    if not runtime(request).signer.csrf_ok(nonce, token if isinstance(token, str) else None):
+    if not runtime(request).signer.csrf_ok(binding, token if isinstance(token, str) else None):
         raise Forbidden("表单已失效（CSRF 校验失败）：请刷新页面后重新提交")
     return form
 
@@ -150,6 +183,11 @@ def _reminder_days(campaign: Any) -> int:
 
 # --- log-in -----------------------------------------------------------------------------------------
 
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn reports it (behind a trusted proxy: the forwarded one)."""
+    return request.client.host if request.client else ""
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> Response:
     return render(request, "login.html", {"next": _safe_next(request.query_params.get("next")), "email": ""})
@@ -162,26 +200,44 @@ async def login(request: Request) -> Response:
     password = str(form.get("password", ""))
     nxt = _safe_next(str(form.get("next", "/")))
     rt = runtime(request)
+    ip, agent = client_address(request), request.headers.get("user-agent", "")
 
-    def check() -> str | None:
-        with rt.tx() as s:
-            person = authenticate(s, email, password)
-            return rt.signer.issue(person) if person else None
+    def check() -> tuple[str | None, BranchflowError | None]:
+        with rt.tx() as s:  # committed also when refused: the record of a failure must stay
+            try:
+                person = log_in(s, email, password, ip=ip, via="page", now=rt.signer.wall())
+            except (Throttled, NotAuthenticated) as exc:
+                return None, exc
+            return rt.signer.issue(s, person, ip=ip, user_agent=agent), None
 
-    token = await run_in_threadpool(check) if email and password else None
+    if not (email and password):
+        return render(request, "login.html", {"next": nxt, "email": email, "error": "请填写邮箱和密码"}, status=401)
+    token, refused = await run_in_threadpool(check)
     if token is None:
-        msg = "请填写邮箱和密码" if not (email and password) else "邮箱或密码错误"
-        return render(request, "login.html", {"next": nxt, "email": email, "error": msg}, status=401)
-    resp = RedirectResponse(nxt, status_code=303)
-    resp.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
-                    secure=request.url.scheme == "https")
-    return resp
+        status = refused.http_status if refused else 401
+        resp = render(request, "login.html", {"next": nxt, "email": email,
+                                              "error": refused.message if refused else "邮箱或密码错误"}, status=status)
+        if isinstance(refused, Throttled):
+            resp.headers["Retry-After"] = str(refused.retry_after)
+        return resp
+    ok = RedirectResponse(nxt, status_code=303)
+    ok.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
+                  secure=cookie_secure(request))
+    return ok
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     await _form(request)
-    resp = RedirectResponse("/login", status_code=303)
+    rt = runtime(request)
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        def end() -> None:
+            with rt.tx() as s:
+                web_sessions.end_session(s, raw, now=rt.signer.wall())
+
+        await run_in_threadpool(end)
+    resp = RedirectResponse("/login?ok=logged_out", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
 
@@ -602,8 +658,7 @@ async def branch_act(code: str, request: Request) -> Response:
 
     message, error, actor = await run_in_threadpool(run)
     if error is None:
-        sep = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{sep}ok={quote(message or '')}#top", status_code=303)
+        return await run_in_threadpool(redirect_with_notice, request, f"{back}#top", message or "")
     return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)
 
 

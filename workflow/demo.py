@@ -33,7 +33,7 @@ from workflow.people import add_person
 
 TZ = ZoneInfo("Asia/Shanghai")
 DEMO_MARKER = ".branchflow-demo"
-DEMO_PASSWORD = "demo123"
+DEMO_PASSWORD = "haitang-demo-2026"  # a passphrase the password rules accept (issue 14)
 COMMITTEE = "示范学院党委"
 GENERAL_BRANCHES = [
     ("GB-T", "教工党总支", "teacher", ["生物系", "化学系", "物理系", "数学系", "计算机系", "外语系", "马克思主义学院", "体育部"]),
@@ -388,7 +388,7 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
         out["mail"] = mail_summary(engine, target / "mail", echo)
     echo("")
     echo(f"查看某个支部：BRANCHFLOW_DATA_DIR={target} branchflow show {plans[1].code} --now {end.date()}")
-    echo(f"网页（密码均为 demo123，例如组织部 zuzhibu@demo.edu.cn）：BRANCHFLOW_DATA_DIR={target} "
+    echo(f"网页（密码均为 haitang-demo-2026，例如组织部 zuzhibu@demo.edu.cn）：BRANCHFLOW_DATA_DIR={target} "
          f"branchflow web --now {end.isoformat(timespec='minutes')}")
     echo(f"重放历史：  BRANCHFLOW_DATA_DIR={target} branchflow history {plans[1].code} --at {year}-04-25")
     engine.dispose()

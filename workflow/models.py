@@ -244,6 +244,7 @@ class BallotAttemptRow(Base):
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     failures: Mapped[int] = mapped_column(Integer, default=0)
 
+
 # --- the Merkle log over every entry, signed checkpoints, master-data events (issue 11; migration 0006) --
 # ``events``, ``campaign_changes`` and ``master_events`` each carry a nullable, unique ``leaf_idx``: NULL
 # until the sequencer (workflow/checkpoint.integrate) gives the entry its place in the one Merkle tree.
@@ -302,3 +303,60 @@ class CheckpointRow(Base):
 # --- fast paths (issue 13; migration 0008) ---------------------------------------------------------
 # The sweep walks a campaign's cases in (deadline, id) order with a row-value keyset condition.
 Index("ix_cases_campaign_deadline_id", CaseRow.campaign_id, CaseRow.deadline, CaseRow.id)
+
+
+# --- log-in security (issue 14; migration 0005) ----------------------------------------------------
+# Server-side sessions and API tokens: the cookie or bearer holds a random secret, the table only its
+# sha256, so a stolen database does not yield a usable credential. A row is ended (never deleted at once)
+# with a reason, so the page can say why a person must log in again. ``roles_fp`` is a fingerprint of the
+# person's roles when the session began: a role change ends the session at the next request.
+# ``login_attempts`` is the record an auditor reads (never the password); ``login_locks`` the temporary
+# lockouts the organisation department can lift.
+
+
+class WebSessionRow(Base):
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    roles_fp: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    notice: Mapped[str | None] = mapped_column(String(400))
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoke_reason: Mapped[str | None] = mapped_column(String(16))
+    roles_fp: Mapped[str] = mapped_column(String(32))
+
+
+class LoginAttemptRow(Base):
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_email_at", "email", "at"), Index("ix_login_attempts_ip_at", "ip", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    via: Mapped[str] = mapped_column(String(8))  # page, api
+    outcome: Mapped[str] = mapped_column(String(16))  # ok, bad, throttled, locked, unlocked
+
+
+class LoginLockRow(Base):
+    __tablename__ = "login_locks"
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    locked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer)

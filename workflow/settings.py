@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # addresses (or CIDR networks), comma-separated, whose X-Forwarded-For/-Proto are believed; empty: none
     trusted_proxies: str = ""
 
+    # --- log-in security (issue 14): server-side sessions and cookies ---------------------------------
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)  # a page session ends after this idle time
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)  # … and this long after the log-in
+    cookie_secure: bool = False  # force the Secure flag on cookies (it is set anyway on https requests)
+
     @property
     def audit_key_path(self) -> Path:
         return self.audit_key_file or self.data_dir / "audit.key"

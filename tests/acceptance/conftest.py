@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.world import AUDITOR, GB2_SEC, GB_SEC, MEMBERS, ORG, World, at
 
-PASSWORD = "secret-123"
+PASSWORD = "haitang-secret-2026"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -76,25 +76,25 @@ class Site:
         self._tokens: dict[str, str] = {}
 
     def token(self, who: str) -> str:
-        """An API token as ``POST /api/token`` issues it (signed here: argon2 makes each log-in cost ~0.25 s;
+        """An API token as ``POST /api/token`` issues it (stored here: argon2 makes each log-in cost ~0.25 s;
         test_api.py logs in through the endpoint itself)."""
         from workflow.repository import person_by_email
 
         if who not in self._tokens:
-            with self.world.sessions() as s:
+            with self.world.sessions() as s, s.begin():
                 person = person_by_email(s, PEOPLE.get(who, who))
-                self._tokens[who] = self.app.state.runtime.signer.issue(person, api=True)
+                self._tokens[who] = self.app.state.runtime.signer.issue(s, person, api=True)
         return self._tokens[who]
 
     def page_client(self, who: str | None) -> TestClient:
-        """A client holding ``who``'s page session cookie (signed here, as the log-in form would)."""
+        """A client holding ``who``'s page session cookie (a server-side session opened here, as the log-in form would)."""
         from service.auth import SESSION_COOKIE
         from workflow.repository import person_by_email
 
         c = TestClient(self.app, base_url="http://testserver")
         if who:
-            with self.world.sessions() as s:
-                c.cookies.set(SESSION_COOKIE, self.app.state.runtime.signer.issue(person_by_email(s, PEOPLE.get(who, who))))
+            with self.world.sessions() as s, s.begin():
+                c.cookies.set(SESSION_COOKIE, self.app.state.runtime.signer.issue(s, person_by_email(s, PEOPLE.get(who, who))))
         return c
 
     def headers(self, who: str | None) -> dict[str, str]:

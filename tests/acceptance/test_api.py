@@ -3,6 +3,8 @@ client (status code and a JSON body naming the problem)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import update
 
@@ -32,8 +34,8 @@ def test_a_wrong_password_or_unknown_email_gets_401_and_the_same_message(site: S
 def test_a_forged_or_page_session_token_is_not_an_api_token(site: Site) -> None:
     from workflow.repository import person_by_email
 
-    with site.world.sessions() as s:
-        cookie = site.app.state.runtime.signer.issue(person_by_email(s, "org@test.cn"))  # a page session
+    with site.world.sessions() as s, s.begin():
+        cookie = site.app.state.runtime.signer.issue(s, person_by_email(s, "org@test.cn"))  # a page session
     for bad in (cookie, site.token("org") + "x", "garbage"):
         r = site.client.get("/api/me", headers={"Authorization": f"Bearer {bad}"})
         assert r.status_code == 401 and r.json()["error"] == "NotAuthenticated"
@@ -43,19 +45,23 @@ def test_an_expired_long_lived_token_is_refused(site: Site) -> None:
     from workflow.repository import person_by_email
 
     signer = site.app.state.runtime.signer
-    with site.world.sessions() as s:
+    with site.world.sessions() as s, s.begin():
         person = person_by_email(s, "org@test.cn")
-        good = signer.issue(person, api=True, days=90)
-        payload = {"e": person.email, "f": signer._token.loads(good)["f"], "x": 1_000_000}  # expired in 1970
+        good = signer.issue(s, person, api=True, days=90)
     assert site.client.get("/api/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
-    r = site.client.get("/api/me", headers={"Authorization": f"Bearer {signer._token.dumps(payload)}"})
+    real = signer.wall
+    signer.wall = lambda: real() + dt.timedelta(days=91)  # the token's 90 days have passed
+    try:
+        r = site.client.get("/api/me", headers={"Authorization": f"Bearer {good}"})
+    finally:
+        signer.wall = real
     assert r.status_code == 401 and "令牌已过期" in r.json()["message"]
 
 
 def test_changing_the_password_revokes_earlier_tokens(site: Site) -> None:
     assert site.call("sec1", "GET", "/api/me").status_code == 200
     with site.world.sessions() as s, s.begin():
-        set_password(s, "sec1@test.cn", "another-secret")
+        set_password(s, "sec1@test.cn", "another-secret-2026")
     r = site.call("sec1", "GET", "/api/me")
     assert r.status_code == 401 and "密码已更改" in r.json()["message"]
 

@@ -148,7 +148,7 @@ def test_the_installed_demo_delivers_its_mail_renders_its_pages_and_reports_and_
             assert page.status_code == 200 and "登录" in page.text
             csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
             assert csrf, page.text
-            r = web.post("/login", data={"email": "zuzhibu@demo.edu.cn", "password": "demo123", "next": "/",
+            r = web.post("/login", data={"email": "zuzhibu@demo.edu.cn", "password": "haitang-demo-2026", "next": "/",
                                          "csrf": csrf.group(1)}, follow_redirects=True)
             assert r.status_code == 200 and "组织部 钱卫东，您的待办事项" in r.text, r.text[:2000]
             branches = web.get("/branches")
