@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import notifications.render
@@ -146,3 +146,30 @@ def test_a_digest_is_rebuilt_byte_for_byte_from_its_plan() -> None:
 
     parsed = BytesParser(policy=policy.default).parsebytes(a.as_bytes())
     assert parsed["Bcc"] is None and [str(k) for k in parsed.get_all("X-Branchflow-Dedup-Key", [])] == ["k2", "k1"]
+
+
+def test_the_demo_ends_with_an_error_when_its_mail_could_not_be_rendered(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifications.dispatch import MailUndeliverable
+    from workflow.demo import run_demo
+
+    empty = tmp_path / "no-templates"
+    empty.mkdir()  # as an install that shipped no templates
+    monkeypatch.setattr(notifications.render, "TEMPLATES", empty)
+    lines: list[str] = []
+    with pytest.raises(MailUndeliverable, match="因邮件模板或配置错误未能生成，已暂扣") as err:
+        run_demo(tmp_path / "demo", year=2026, n_branches=4, until=dt.date(2026, 3, 2), echo=lines.append)
+    assert err.value.exit_code == 8
+    assert any(line.startswith("  错误：有 ") for line in lines)
+    from workflow.db import make_engine, session_factory
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'demo' / 'branchflow.db'}")
+    with session_factory(engine)() as s:  # held for the fix, none dead-lettered for good
+        got = dict(s.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all())
+    engine.dispose()
+    assert got == {HELD: 1, SENT: 1}  # the monthly digest is held, not dead; what went out is the alert:
+    from email import policy
+    from email.parser import BytesParser
+
+    sent = [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in (tmp_path / "demo" / "mail").glob("*.eml")]
+    assert [str(m["Subject"]) for m in sent] == ["【系统告警】1 封通知邮件未能发送（已暂扣，将自动重试）"]
