@@ -29,8 +29,13 @@ def private_file(path: Path) -> None:
     private too. An existing file that others may read is narrowed to 0600."""
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    # Only ever open the file to create it: closing any descriptor of a SQLite file drops every POSIX lock
+    # this process holds on it (SQLite's documented hazard), which corrupts a second engine's transactions.
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
     try:
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)
