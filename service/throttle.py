@@ -18,6 +18,7 @@ with 429 and a ``Retry-After`` naming the wait.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -58,14 +59,14 @@ def delay_for(failures: int, free: int, cap: int) -> int:
 def decide(*, now: dt.datetime, account_failures: int, account_last: dt.datetime | None,
            ip_failures: int, ip_last: dt.datetime | None, locked_until: dt.datetime | None) -> Verdict:
     if locked_until is not None and now < locked_until:
-        wait = int((locked_until - now).total_seconds()) + 1
+        wait = max(1, math.ceil((locked_until - now).total_seconds()))
         return Verdict(allowed=False, retry_after=wait, outcome="locked",
                        message=f"该账号因连续多次密码错误已临时锁定，请 {_words(wait)}后再试，或请组织部解除锁定")
     for failures, last, free, cap in ((account_failures, account_last, FREE_FAILURES, MAX_DELAY),
                                       (ip_failures, ip_last, IP_FREE_FAILURES, IP_MAX_DELAY)):
         d = delay_for(failures, free, cap)
         if d and last is not None and now < last + dt.timedelta(seconds=d):
-            wait = int((last + dt.timedelta(seconds=d) - now).total_seconds()) + 1
+            wait = max(1, math.ceil((last + dt.timedelta(seconds=d) - now).total_seconds()))
             return Verdict(allowed=False, retry_after=wait, outcome="throttled",
                            message=f"登录尝试过于频繁，请 {_words(wait)}后再试")
     return ALLOW

@@ -43,15 +43,15 @@ def bf(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_accounts_from_the_command_line_log_in_to_the_served_pages_and_api(bf) -> None:  # type: ignore[no-untyped-def]
     # bad input: a clear Chinese error, and nothing created
     r = bf("user", "add", "a@x.cn", "--name", "张三", "--password", "abc", "--role", "auditor", code=2)
-    assert "密码至少 6 位" in r.stderr
-    r = bf("user", "add", "a@x.cn", "--name", "张三", "--password", "abcdef", "--role", "committee_member",
+    assert "密码至少 12 位" in r.stderr
+    r = bf("user", "add", "a@x.cn", "--name", "张三", "--password", "lanting-xu-2026", "--role", "committee_member",
            "--scope", "没有这个党委", code=2)
     assert "找不到编码为 '没有这个党委' 的党委" in r.stderr
     assert "a@x.cn" not in bf("person", "list").stdout
-    r = bf("user", "passwd", "nobody@x.cn", "--password", "abcdef", code=3)
+    r = bf("user", "passwd", "nobody@x.cn", "--password", "lanting-xu-2026", code=3)
     assert "找不到用户" in r.stderr
 
-    r = bf("user", "add", "Audit@X.cn", "--name", "审计 陈", "--password", "first-pass", "--role", "auditor")
+    r = bf("user", "add", "Audit@X.cn", "--name", "审计 陈", "--password", "first-pass-phrase-26", "--role", "auditor")
     assert "已创建登录账号 审计 陈 <audit@x.cn>：审计人员" in r.stdout
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "web", "--port", str(port), "--now", "2026-03-20"],
@@ -64,7 +64,7 @@ def test_accounts_from_the_command_line_log_in_to_the_served_pages_and_api(bf) -
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        r = httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "first-pass"})
+        r = httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "first-pass-phrase-26"})
         assert r.status_code == 200
         token = r.json()["access_token"]
         rows = httpx.get(url + "/api/branches", headers={"Authorization": f"Bearer {token}"}).json()
@@ -74,12 +74,12 @@ def test_accounts_from_the_command_line_log_in_to_the_served_pages_and_api(bf) -
         r = httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {system}"})
         assert r.status_code == 200 and r.json()["email"] == "audit@x.cn"
 
-        bf("user", "passwd", "audit@x.cn", "--password", "second-pass")
+        bf("user", "passwd", "audit@x.cn", "--password", "second-pass-phrase-26")
         assert httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {system}"}).status_code == 401
         r = httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401 and "密码已更改" in r.json()["message"]
-        assert httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "first-pass"}).status_code == 401
-        assert httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "second-pass"}).status_code == 200
+        assert httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "first-pass-phrase-26"}).status_code == 401
+        assert httpx.post(url + "/api/token", json={"email": "audit@x.cn", "password": "second-pass-phrase-26"}).status_code == 200
         assert (bf.cwd / "data" / "secret.key").stat().st_mode & 0o777 == 0o600
     finally:
         server.terminate()
