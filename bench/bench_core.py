@@ -191,6 +191,11 @@ def main() -> None:
               f"{(events - n) / base_s:,.0f} events/s")
         print(f"ratio services / baseline: {elapsed / base_s:.1f}× the wall time, {cpu / base_cpu:.1f}× the CPU time")
         print(f"peak resident memory of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(json.dumps({"bench": "core", "n": n, "ratio": round(cpu / base_cpu, 2),
+                          "wall_ratio": round(elapsed / base_s, 2), "cpu_s": round(cpu, 2), "baseline_cpu_s": round(base_cpu, 2),
+                          "us_per_call_cpu": round(cpu / (events - n) * 1e6, 1),
+                          "verify_events_per_s": round(report.events / verify_s),
+                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
 if __name__ == "__main__":

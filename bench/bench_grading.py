@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import random
 import sys
 import time
@@ -58,6 +59,7 @@ def main() -> None:
     n = ap.parse_args().n
     rng = random.Random(7)
     as_of = dt.date(2026, 4, 20)
+    ratios: dict[str, float] = {}
     for name in preset_names():
         c = load_preset(name)
         data = inputs(n, name, rng)
@@ -73,6 +75,8 @@ def main() -> None:
         dist = ", ".join(f"{c.grading.scale.by_code(k).grade} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: c.grading.scale.rank(kv[0])))
         print(f"{name}: {n:,} grades in {elapsed:.2f} s → {n / elapsed:,.0f} grades/s "
               f"(bare sum-and-band baseline {n / base:,.0f}/s, ratio {elapsed / base:.0f}×); {dist}")
+        ratios[name] = round(elapsed / base, 1)
+    print(json.dumps({"bench": "grading", "n": n, "ratio": max(ratios.values()), "per_preset": ratios}))
 
 
 if __name__ == "__main__":

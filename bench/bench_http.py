@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import socket
 import statistics
@@ -90,7 +91,8 @@ def credentials(data_dir: Path) -> tuple[str, str]:
         p.password_hash = "bench"  # a fingerprint to sign against; nobody logs in with a password here
         s.commit()
         signer = Signer(SECRET)
-        out = signer.issue(p), signer.issue(p, api=True)
+        out = signer.issue(s, p), signer.issue(s, p, api=True)  # server-side rows (issue 14)
+        s.commit()
     engine.dispose()
     return out
 
@@ -190,6 +192,10 @@ def main() -> None:
                 url, args.clients, None, jobs, None, {"Authorization": f"Bearer {token}"}, {}))
             print(f"比值：网页/JSON 吞吐 {page['rps'] / api['rps']:.2f}；推进/网页 吞吐 {adv['rps'] / page['rps']:.2f}；"
                   f"网页 p99/p50 {page['p99'] / page['p50']:.1f}；推进 p99/p50 {adv['p99'] / adv['p50']:.1f}")
+            # the baseline in the same run is the JSON read; ratio = its rate ÷ the page's rate
+            print(json.dumps({"bench": "http", "n": args.clients, "ratio": round(api["rps"] / page["rps"], 2),
+                              "page_rps": round(page["rps"], 1), "api_rps": round(api["rps"], 1),
+                              "advance_rps": round(adv["rps"], 1), "page_p99_ms": round(page["p99"], 1)}))
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -228,9 +228,11 @@ def main() -> None:
     build(big, a.n)
     print(f"\n{'report':<24}{'wall ' + f'{a.small:,}':>12}{'wall ' + f'{a.n:,}':>13}{'CPU ' + f'{a.small:,}':>11}"
           f"{'CPU ' + f'{a.n:,}':>12}{'CPU ×':>7}{'peak RSS MB':>19}{'growth MB':>16}{'br./CPU s':>11}")
+    growth: dict[str, float] = {}
     for name, fmt, replay in RUNS:
         m1 = measure(small, name, fmt, replay)
         m2 = measure(big, name, fmt, replay)
+        growth[f"{name} {fmt}" + (" --at" if replay else "")] = round(m2["cpu"] / max(m1["cpu"], 1e-9), 1)
         label = f"{name} {fmt}" + (" --at" if replay else "")
         print(f"{label:<24}{m1['seconds']:>11.1f}s{m2['seconds']:>12.1f}s{m1['cpu']:>10.1f}s{m2['cpu']:>11.1f}s"
               f"{m2['cpu'] / max(m1['cpu'], 1e-9):>7.1f}{m1['peak_mb']:>11.0f} → {m2['peak_mb']:>4.0f}"
@@ -238,6 +240,9 @@ def main() -> None:
     print(f"\n× = value at {a.n:,} ÷ value at {a.small:,} ({a.n // a.small}× the branches). CPU time grows about "
           "linearly (wall time also depends on what else runs on the machine); the peak RSS of the rendering "
           "process and its growth over the RSS before rendering stay flat.")
+    # ratio: CPU at N ÷ CPU at the small size, over the ratio of sizes (1 = linear)
+    print(json.dumps({"bench": "reports", "n": a.n, "ratio": round(max(growth.values()) / (a.n / a.small), 2),
+                      "cpu_growth": growth}))
 
 
 if __name__ == "__main__":

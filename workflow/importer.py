@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from states.base import Role
@@ -264,12 +264,21 @@ def grant(session: Session, person: Person, role: Role, scope: str = "") -> bool
     return True
 
 
+IMPORT_BATCH = 5000  # rows per round of statements (one SELECT of the existing codes per batch)
+_BRANCH_FIELDS = ("name", "branch_type", "committee_id", "general_branch_id", "secretary_name", "secretary_email",
+                  "member_count", "last_reelection", "last_activity", "secretary_violation")
+
+
 def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
-    """Upsert validated rows in the caller's transaction."""
+    """Upsert validated rows in the caller's transaction.
+
+    Committees and general branches (a few) go through the ORM; branches, their secretaries and the
+    secretaries' roles (up to a province's 100,000) are written with Core statements in batches: per batch
+    one SELECT of the existing branch codes, people and roles, then multi-row INSERTs and executemany
+    UPDATEs of only what changed.
+    """
     committees = {c.code: c for c in session.scalars(select(Committee))}
     gbs = {g.code: g for g in session.scalars(select(GeneralBranch))}
-    branches = {b.code: b for b in session.scalars(select(Branch).where(Branch.code.in_([r.code for r in rows])))}
-    created = updated = unchanged = 0
     new_committees = new_gbs = 0
     for r in rows:
         c = committees.get(r.committee_code)
@@ -280,7 +289,6 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
             new_committees += 1
         elif c.name != r.committee:
             c.name = r.committee
-        gb_id = None
         if r.general_branch_code:
             g = gbs.get(r.general_branch_code)
             if g is None:
@@ -291,40 +299,94 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
                 new_gbs += 1
             elif g.name != r.general_branch or g.committee_id != c.id:
                 g.name, g.committee_id = r.general_branch or "", c.id
-            gb_id = g.id
-        values = {
-            "name": r.name, "branch_type": r.branch_type, "committee_id": c.id, "general_branch_id": gb_id,
-            "secretary_name": r.secretary_name, "secretary_email": r.secretary_email,
-            "member_count": r.member_count, "last_reelection": r.last_reelection, "last_activity": r.last_activity,
-            "secretary_violation": r.secretary_violation,
-        }
-        b = branches.get(r.code)
-        if b is None:
-            b = Branch(code=r.code, **values)
-            session.add(b)
-            created += 1
-        elif any(getattr(b, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(b, k, v)
-            updated += 1
-        else:
-            unchanged += 1
-        person = _ensure_person(session, r.secretary_email, r.secretary_name)
-        for old in session.scalars(
-            select(RoleAssignment).where(
-                RoleAssignment.role == Role.branch_secretary.value,
-                RoleAssignment.scope_code == r.code,
-                RoleAssignment.person_id != person.id,
-            )
-        ):
-            session.delete(old)
-        grant(session, person, Role.branch_secretary, r.code)
     session.flush()
+    committee_ids = {code: c.id for code, c in committees.items()}
+    gb_ids = {code: g.id for code, g in gbs.items()}
+    created = updated = unchanged = 0
+    for lo in range(0, len(rows), IMPORT_BATCH):
+        n_new, n_changed, n_same = _write_batch(session, rows[lo:lo + IMPORT_BATCH], committee_ids, gb_ids)
+        created, updated, unchanged = created + n_new, updated + n_changed, unchanged + n_same
+    # Core statements bypass the unit of work: what this session holds of the rows written is refreshed
+    # on next access, and the per-session caches of roles and quorums start again.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Branch | Person | RoleAssignment):
+            session.expire(obj)
+    session.info.pop("branchflow.committee_size", None)
+    session.info.pop("branchflow.actors", None)
     from workflow.masterlog import IMPORT_ACTOR, record_master_changes
 
     record_master_changes(session, actor=IMPORT_ACTOR)  # the audit log of master data (issue 11)
     return ImportResult(rows=len(rows), created=created, updated=updated, unchanged=unchanged,
                         committees=new_committees, general_branches=new_gbs)
+
+
+def _write_batch(session: Session, rows: list[OrgRow], committee_ids: dict[str, int],
+                 gb_ids: dict[str, int]) -> tuple[int, int, int]:
+    branches, people, roles = Branch.__table__, Person.__table__, RoleAssignment.__table__
+    assert isinstance(branches, Table) and isinstance(people, Table) and isinstance(roles, Table)
+    by_code = {r.code: r for r in rows}
+    conn = session.connection()  # Core on the session's connection: no ORM layer per statement
+    existing = {row[0]: row for row in conn.execute(
+        select(branches.c.code, branches.c.id, *(branches.c[f] for f in _BRANCH_FIELDS))
+        .where(branches.c.code.in_(list(by_code))))}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    created = changed = same = 0
+    for r in by_code.values():  # parse_rows refuses a repeated code; a direct caller's later row wins
+        values = _values_of(r, committee_ids, gb_ids)
+        old = existing.get(r.code)
+        if old is None:
+            inserts.append({"code": r.code, **values})
+            created += 1
+        elif any(old[2 + i] != values[f] for i, f in enumerate(_BRANCH_FIELDS)):
+            updates.append({"b_id": old[1], **{f"b_{k}": v for k, v in values.items()}})
+            changed += 1
+        else:
+            same += 1
+    if inserts:
+        conn.execute(insert(branches), inserts)
+    if updates:
+        conn.execute(update(branches).where(branches.c.id == bindparam("b_id"))
+                        .values({f: bindparam(f"b_{f}") for f in _BRANCH_FIELDS}), updates)
+    # the secretaries: one person per e-mail (the last name given wins), then the branch_secretary roles
+    names: dict[str, str] = {}
+    for r in by_code.values():
+        names[r.secretary_email] = r.secretary_name
+    known = {e: (i, n) for e, i, n in conn.execute(
+        select(people.c.email, people.c.id, people.c.name).where(people.c.email.in_(list(names))))}
+    fresh = [{"email": e, "name": n} for e, n in names.items() if e not in known]
+    if fresh:
+        conn.execute(insert(people), fresh)
+    renamed = [{"p_id": known[e][0], "p_name": n} for e, n in names.items() if e in known and known[e][1] != n]
+    if renamed:
+        conn.execute(update(people).where(people.c.id == bindparam("p_id")).values(name=bindparam("p_name")),
+                        renamed)
+    if fresh:
+        known.update({e: (i, n) for e, i, n in conn.execute(
+            select(people.c.email, people.c.id, people.c.name).where(people.c.email.in_([f["email"] for f in fresh])))})
+    role = Role.branch_secretary.value
+    held = conn.execute(select(roles.c.id, roles.c.person_id, roles.c.scope_code)
+                           .where(roles.c.role == role, roles.c.scope_code.in_(list(by_code)))).all()
+    want = {code: known[r.secretary_email][0] for code, r in by_code.items()}
+    gone = [rid for rid, pid, scope in held if want.get(scope) != pid]
+    have = {(pid, scope) for _, pid, scope in held}
+    grants = [{"person_id": pid, "role": role, "scope_code": code} for code, pid in want.items()
+              if (pid, code) not in have]
+    if gone:
+        conn.execute(delete(roles).where(roles.c.id.in_(gone)))
+    if grants:
+        conn.execute(insert(roles), grants)
+    return created, changed, same
+
+
+def _values_of(r: OrgRow, committee_ids: dict[str, int], gb_ids: dict[str, int]) -> dict[str, Any]:
+    return {
+        "name": r.name, "branch_type": r.branch_type, "committee_id": committee_ids[r.committee_code],
+        "general_branch_id": gb_ids[r.general_branch_code] if r.general_branch_code else None,
+        "secretary_name": r.secretary_name, "secretary_email": r.secretary_email,
+        "member_count": r.member_count, "last_reelection": r.last_reelection, "last_activity": r.last_activity,
+        "secretary_violation": r.secretary_violation,
+    }
 
 
 def import_file(session: Session, path: str | Path) -> ImportResult:
