@@ -14,18 +14,22 @@ codes go out by e-mail through the outbox — see ``notifications/ballots.py``),
   no code, no voter. On SQLite it is a ``WITHOUT ROWID`` table, so rows are stored in the order of the
   random key and a file dump (``.dump`` lists rows in key order) does not show voting order.
 
-A vote is one transaction: ``UPDATE ballot_voters SET voted = true WHERE id = … AND voted = false``
-(no row changed → the code was used: refused) and one INSERT of the response.
+A vote is one transaction under the ballot's lock (:func:`_lock`: votes, new codes and the closing of
+one ballot are serialised, so a vote accepted while the ballot closes is counted, never lost):
+``UPDATE ballot_voters SET voted = true WHERE id = … AND voted = false`` (no row changed → the code was
+used: refused), one INSERT of the response, and a rewrite of all the ballot's responses with fresh keys
+in random order — so PostgreSQL's ``xmin`` (the writer's transaction id, on every row, readable by anyone
+who may SELECT) no longer joins a response to the voter row marked used in the same transaction.
 
 **Residual risks, stated honestly.**
 
-* PostgreSQL keeps heap tables in insertion order: a superuser reading ``ctid`` of
-  ``ballot_responses`` sees the order votes were inserted, and the updated ``ballot_voters`` tuples land
-  in the heap in the order they were marked used. Matching the two orders links voters to ballots
-  until the pages are rewritten. :func:`close_ballot` therefore rewrites both tables of the ballot at
-  closing (responses re-inserted in random-key order, voter rows rewritten in id order), so after
-  closing — and once VACUUM has reclaimed the dead tuples of the old rows — the heap order is random; *while the ballot is open* someone with raw page access (or a WAL
-  archive / logical replication stream, which record every change in order) can still correlate. Only
+* PostgreSQL keeps heap tables in insertion order. The responses are rewritten in random order at
+  every vote, but the updated ``ballot_voters`` tuples (their ``ctid``, readable with SELECT) land
+  in the heap in the order they were marked used: that shows the order in which voters voted (not
+  what). :func:`close_ballot` rewrites both tables of the ballot at closing (voter rows in id order),
+  so after closing — once VACUUM has reclaimed the dead tuples — that order is gone too. A WAL archive
+  or logical replication stream records every change in order, so whoever holds one can still
+  correlate each vote's transaction. Only
   a database operator watching during the vote can do this; the application stores nothing that links
   a ballot to a code, a voter or a time.
 * The same operator could watch the live tables and pair each ``voted`` flip with the new response
@@ -267,6 +271,20 @@ def latest_for(session: Session, branch: str, campaign: str | None = None) -> Ba
     return session.scalar(select(BallotRow).where(BallotRow.case_id == case.row.id).order_by(BallotRow.id.desc()).limit(1))
 
 
+def _lock(session: Session, ballot_id: int) -> BallotRow:
+    """Take the ballot's write lock and read it fresh: votes, new codes and the closing of one ballot run one
+    at a time. A no-op UPDATE as the statement that starts the writing: on PostgreSQL it locks the row
+    until commit (READ COMMITTED: later statements see what the previous holder committed); on SQLite it is
+    the transaction's first write, so it waits for the database lock and then reads the latest data
+    (rather than failing later on a stale snapshot)."""
+    session.execute(update(BallotRow).where(BallotRow.id == ballot_id).values(status=BallotRow.status)
+                    .execution_options(synchronize_session=False))
+    row = session.get(BallotRow, ballot_id, populate_existing=True)
+    if row is None:
+        raise NotFound(f"找不到编号为 {ballot_id} 的网上测评")
+    return row
+
+
 def _case_of(session: Session, ballot: BallotRow) -> LoadedCase:
     from workflow.models import CampaignRow
 
@@ -278,6 +296,7 @@ def _case_of(session: Session, ballot: BallotRow) -> LoadedCase:
 def _open_for_changes(session: Session, ballot: BallotRow, actor: Actor, now: dt.datetime, what: str) -> LoadedCase:
     case = _case_of(session, ballot)
     _may_run(actor, case, what)
+    ballot = _lock(session, ballot.id)
     if ballot.status != OPEN or now >= ballot.closes_at:
         raise TransitionRefused("该网上测评已结束，不能再发放测评码")
     return case
@@ -403,14 +422,21 @@ class BallotView:
     kind: str
 
 
-def _voter_for(session: Session, code: str, now: dt.datetime) -> tuple[BallotVoterRow, BallotRow]:
+def _voter_for(session: Session, code: str, now: dt.datetime, *,
+               lock: bool = False) -> tuple[BallotVoterRow, BallotRow]:
     norm = normalize(code)
     if norm is None:
         raise BallotRefused(f"测评码格式不正确：测评码由 {CODE_LENGTH} 位字母和数字组成（不含 0、O、1、I），请核对后重新输入")
-    voter = session.scalar(select(BallotVoterRow).where(BallotVoterRow.code_hash == code_hash(norm)))
+    voter = session.scalar(select(BallotVoterRow).where(BallotVoterRow.code_hash == code_hash(norm))
+                           .execution_options(populate_existing=True))
     if voter is None:
         raise BallotRefused("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
-    ballot = get_ballot(session, voter.ballot_id)
+    ballot = _lock(session, voter.ballot_id) if lock else get_ballot(session, voter.ballot_id)
+    if lock:  # read again under the lock: a concurrent vote, reminder or closing has committed by now
+        voter = session.scalar(select(BallotVoterRow).where(BallotVoterRow.code_hash == code_hash(norm))
+                               .execution_options(populate_existing=True))
+        if voter is None:
+            raise BallotRefused("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
     if ballot.status != OPEN:
         raise BallotRefused("本次测评已经结束，不能再投票")
     if now >= ballot.closes_at:
@@ -440,14 +466,31 @@ def cast_vote(session: Session, code: str, answers: dict[str, Any], *, now: dt.d
     """Cast one anonymous ballot with a code; returns the ballot id. The code is spent in the same
     transaction; the response row carries no code, voter or time."""
     _check_throttle(session, client, now)
-    voter, ballot = _voter_for(session, code, now)
+    voter, ballot = _voter_for(session, code, now, lock=True)
     data = _answers(ballot.form, answers)
     spent = session.execute(update(BallotVoterRow).where(BallotVoterRow.id == voter.id, BallotVoterRow.voted.is_(False))
                             .values(voted=True).execution_options(synchronize_session=False))
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         raise BallotRefused("此测评码已经投过票：每个测评码只能投一次")
     session.execute(insert(BallotResponseRow), [{"id": _rid(), "ballot_id": ballot.id, **data}])
+    _rewrite_responses(session, ballot.id)
     return ballot.id
+
+
+def _rewrite_responses(session: Session, ballot_id: int) -> None:
+    """Rewrite all of the ballot's responses, with fresh random keys, in random order, in the vote's own
+    transaction. Every row carries its writer's transaction id (PostgreSQL ``xmin``, readable by anyone who
+    may SELECT the table): without this, the response and the voter row marked used share one ``xmin`` and
+    join exactly. Afterwards all responses share the latest vote's id, and their heap order is random.
+    Runs under the ballot's lock (:func:`_lock`), so concurrent votes do not rewrite the same rows."""
+    rows = session.execute(select(BallotResponseRow.__table__).where(BallotResponseRow.ballot_id == ballot_id)
+                           ).mappings().all()
+    session.execute(delete(BallotResponseRow).where(BallotResponseRow.ballot_id == ballot_id)
+                    .execution_options(synchronize_session=False))
+    fresh = [{**r, "id": _rid()} for r in rows]
+    secrets.SystemRandom().shuffle(fresh)
+    if fresh:
+        session.execute(insert(BallotResponseRow), fresh)
 
 
 # --- closing, export, recount -------------------------------------------------------------------------
@@ -496,6 +539,7 @@ def close_ballot(session: Session, ballot_id: int, actor: Actor | None, *, now: 
     case = _case_of(session, ballot)
     if actor is not None:
         _may_run(actor, case, "关闭网上测评")
+    ballot = _lock(session, ballot.id)  # a vote in flight commits first and is counted; a second closing waits
     if ballot.status != OPEN:
         raise TransitionRefused("该网上测评已经关闭")
     if case.stage is not Stage.member_evaluation:
