@@ -73,7 +73,7 @@ def enter_code(request: Request) -> Response:
 
 def _refused(request: Request, exc: BranchflowError, code: str) -> Response:
     rt = runtime(request)
-    if isinstance(exc, ballots.BallotRefused):
+    if isinstance(exc, ballots.UnknownCode):  # guessing; a used code or a closed ballot is not a guess
         with rt.tx() as s:
             ballots.note_failure(s, _client(request), now=rt.clock())
     return _vote_page(request, code=code, error=exc.message, status=exc.http_status)

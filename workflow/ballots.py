@@ -81,7 +81,7 @@ CODE_LENGTH = 20
 GROUP = 5
 CODE_BITS = CODE_LENGTH * 5
 
-MAX_FAILURES = 20  # refused code attempts per client address …
+MAX_FAILURES = 20  # unknown or malformed codes tried per client address …
 WINDOW = dt.timedelta(minutes=15)  # … per window; then every attempt is refused until the window ends
 COMMENT_MAX = 500
 VOTER_KINDS = {"member": "党员", "masses": "群众代表", "anonymous": "现场测评码"}
@@ -89,6 +89,14 @@ VOTER_KINDS = {"member": "党员", "masses": "群众代表", "anonymous": "现�
 
 class BallotRefused(TransitionRefused):
     """测评码不能使用。"""
+
+
+class UnknownCode(BallotRefused):
+    """测评码格式不正确或不存在。
+
+    The only refusal that counts towards the rate limit: it is what guessing produces. A used code, or a
+    code of a closed or expired ballot, is a real code (a voter re-opening the link, pressing submit
+    twice): counting those would lock out a whole meeting room behind one address."""
 
 
 class Throttled(BranchflowError):
@@ -426,17 +434,17 @@ def _voter_for(session: Session, code: str, now: dt.datetime, *,
                lock: bool = False) -> tuple[BallotVoterRow, BallotRow]:
     norm = normalize(code)
     if norm is None:
-        raise BallotRefused(f"测评码格式不正确：测评码由 {CODE_LENGTH} 位字母和数字组成（不含 0、O、1、I），请核对后重新输入")
+        raise UnknownCode(f"测评码格式不正确：测评码由 {CODE_LENGTH} 位字母和数字组成（不含 0、O、1、I），请核对后重新输入")
     voter = session.scalar(select(BallotVoterRow).where(BallotVoterRow.code_hash == code_hash(norm))
                            .execution_options(populate_existing=True))
     if voter is None:
-        raise BallotRefused("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
+        raise UnknownCode("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
     ballot = _lock(session, voter.ballot_id) if lock else get_ballot(session, voter.ballot_id)
     if lock:  # read again under the lock: a concurrent vote, reminder or closing has committed by now
         voter = session.scalar(select(BallotVoterRow).where(BallotVoterRow.code_hash == code_hash(norm))
                                .execution_options(populate_existing=True))
         if voter is None:
-            raise BallotRefused("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
+            raise UnknownCode("测评码无效：没有这个测评码（如收到过提醒邮件，请使用最新一封邮件中的测评码）")
     if ballot.status != OPEN:
         raise BallotRefused("本次测评已经结束，不能再投票")
     if now >= ballot.closes_at:
