@@ -91,7 +91,7 @@ class Signer:
 
 
 def parse_verifier(text: str) -> Verifier:
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # base64 may hold "+"; names may not
     try:
         name, hex_id, b64 = parts
         kid = bytes.fromhex(hex_id)
@@ -107,7 +107,7 @@ def parse_verifier(text: str) -> Verifier:
 
 
 def parse_signer(text: str) -> Signer:
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 4)
     try:
         p1, p2, name, _hex_id, b64 = parts
         raw = base64.b64decode(b64, validate=True)

@@ -20,7 +20,7 @@ byte of every chain. The leaf hash is ``SHA-256(0x00 ‖ data)`` (RFC 9162).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,7 +216,7 @@ _STREAM = {
 }
 
 
-def recomputed_leaves(session: Session) -> Iterator[tuple[int, bytes]]:
+def recomputed_leaves(session: Session) -> Generator[tuple[int, bytes], None, None]:
     """(leaf index, leaf hash) recomputed from the entry rows themselves, merged in leaf order.
 
     Streams three cursors (one per kind) and merges them, so memory stays flat.
@@ -225,7 +225,7 @@ def recomputed_leaves(session: Session) -> Iterator[tuple[int, bytes]]:
 
     conn = session.connection().execution_options(stream_results=True, yield_per=10_000)
 
-    def one(kind: str) -> Iterator[tuple[int, str, Any]]:
+    def one(kind: str) -> Generator[tuple[int, str, Any], None, None]:
         result = conn.exec_driver_sql(_STREAM[kind])
         try:
             for row in result:
@@ -249,7 +249,7 @@ def recomputed_leaves(session: Session) -> Iterator[tuple[int, bytes]]:
             st.close()
 
 
-def stored_leaf_hashes(session: Session, size: int) -> Iterator[tuple[int, bytes]]:
+def stored_leaf_hashes(session: Session, size: int) -> Generator[tuple[int, bytes], None, None]:
     """The stored level-0 hashes in leaf order (to find the first leaf that differs)."""
     conn = session.connection().execution_options(stream_results=True, yield_per=10_000)
     i, target = 0, merkle.stored_hash_index(0, 0)
