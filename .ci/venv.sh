@@ -2,7 +2,8 @@
 # install the project into it. Works on a stock Debian 12 / Ubuntu 24.04, whose system Python refuses
 # `pip install` outside a venv (PEP 668, "externally-managed-environment").
 #
-#   bf_venv EXTRA...   EXTRA: pip requirements installed beside the project, e.g. '.[test]' 'ruff>=0.17,<0.18'
+#   bf_venv [PROJECT [REQ...]]   PROJECT: the project with its extras, installed editable (default `.`, e.g.
+#                                `.[test]`); REQ: more pip requirements beside it, e.g. 'ruff>=0.17,<0.18'
 #
 # Settings: PYTHON (default python3; must be ≥ 3.11), BRANCHFLOW_VENV (default .venv in the source tree).
 # The install is redone only when pyproject.toml or the requested extras change (a stamp in the venv).
@@ -45,7 +46,7 @@ bf_venv() {
   want="$( { cat pyproject.toml; printf '%s\n' "$@"; } | "$venv/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x "$venv/bin/branchflow" ]; then
     echo "安装 branchflow 及其依赖到 $venv ……"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e . "$@" || return 1
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "${1:-.}" "${@:2}" || return 1
     echo "$want" > "$stamp"
   fi
   BF_PY="$venv/bin/python"
