@@ -162,8 +162,9 @@ _EVENTS_SQL = ("SELECT e.case_id, e.id, e.seq, e.kind, e.at, e.actor, e.body, e.
 
 
 def _sqlite_at_equal(body_at: str, stored: Any) -> bool:
-    if isinstance(stored, str) and len(body_at) == 27 and body_at[-1] == "Z":
-        return body_at[:10] == stored[:10] and body_at[11:26] == stored[11:26] and len(stored) == 26
+    if isinstance(stored, str) and len(body_at) == 27 and body_at[-1] == "Z" and len(stored) == 26 \
+            and body_at[:10] == stored[:10] and body_at[11:26] == stored[11:26]:
+        return True  # the usual case, without parsing: SQLAlchemy's storage format of the same instant
     return parse_iso(body_at) == (dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC)
                                   if isinstance(stored, str) else stored)
 
