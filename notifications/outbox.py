@@ -101,16 +101,20 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
         "supervision_order": n.supervision_order, "status": n.status, "context": n.context,
         "due_at": n.due_at, "created_at": now,
     } for n in notices]
+    # Core statements on the session's connection (not the ORM's bulk path: a third of the sweep's CPU)
+    conn = session.connection()
+    outbox, delivery_t, events_t = OutboxRow.__table__, DeliveryRow.__table__, EventRow.__table__
+    assert isinstance(outbox, Table) and isinstance(delivery_t, Table) and isinstance(events_t, Table)
     ids: dict[str, int] = {}
     for i in range(0, len(rows), 1000):
-        res = session.execute(insert(OutboxRow).returning(OutboxRow.id, OutboxRow.dedup_key), rows[i:i + 1000])
+        res = conn.execute(insert(outbox).returning(outbox.c.id, outbox.c.dedup_key), rows[i:i + 1000])
         ids.update({k: oid for oid, k in res.all()})
     deliveries = [{
         "outbox_id": ids[n.key], "recipient": r.email, "recipient_name": r.name[:100], "status": PENDING,
         "attempts": 0, "next_attempt_at": min(n.due_at, now),
     } for n in notices if n.status == QUEUED for r in n.recipients]
     for i in range(0, len(deliveries), 2000):
-        session.execute(insert(DeliveryRow), deliveries[i:i + 2000])
+        conn.execute(insert(delivery_t), deliveries[i:i + 2000])
     events: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     for n in notices:
@@ -128,13 +132,12 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
             prev = digest
         versions.append({"_id": n.case_id, "_old": n.version, "_new": seq, "_at": now})
     for i in range(0, len(events), 2000):
-        session.execute(insert(EventRow), events[i:i + 2000])
+        conn.execute(insert(events_t), events[i:i + 2000])
     if versions:
         t = CaseRow.__table__
         assert isinstance(t, Table)
         stmt = (update(t).where(t.c.id == bindparam("_id"), t.c.version == bindparam("_old"))
                 .values(version=bindparam("_new"), updated_at=bindparam("_at")))
-        conn = session.connection()
         changed = 0
         for i in range(0, len(versions), 2000):
             part = versions[i:i + 2000]

@@ -216,14 +216,17 @@ class _Sql:
         # the old one: they are cancelled here, in the same transaction, through the (case_id, status)
         # index — instead of a scan of every pending delivery on every sweep. Two variants, so that no
         # parameter is only ever compared with NULL (PostgreSQL could not type it).
+        # Mirrors notifications.outbox.cancel_stale (which the dispatcher still runs before it claims):
+        # deliveries not yet sent — pending or held — are cancelled and their claim released.
         pending = ("EXISTS (SELECT 1 FROM outbox_deliveries d WHERE d.outbox_id = outbox.id "
-                   "AND d.status = 'pending')")
+                   "AND d.status IN ('pending', 'held'))")
         moved = f"UPDATE outbox SET status = 'cancelled' WHERE case_id = {p} AND status = 'queued' AND {pending} AND "
         self.cancel_outbox = moved + f"(stage <> {p} OR deadline IS NULL OR deadline <> {p})"
         self.cancel_outbox_no_deadline = moved + f"({p} = {p})"
         self.cancel_deliveries = (
-            "UPDATE outbox_deliveries SET status = 'cancelled', claim_token = NULL, claimed_until = NULL "
-            f"WHERE status = 'pending' AND outbox_id IN (SELECT id FROM outbox WHERE case_id = {p} "
+            "UPDATE outbox_deliveries SET status = 'cancelled', claim_owner = NULL, claim_token = NULL, "
+            "claimed_until = NULL WHERE status IN ('pending', 'held') AND outbox_id IN "
+            f"(SELECT id FROM outbox WHERE case_id = {p} "
             "AND status = 'cancelled')")
 
     def insert_events(self, n: int) -> str:
