@@ -50,6 +50,15 @@ class NotAuthenticated(BranchflowError):
 
     exit_code = 4
     http_status = 401
+    ended: tuple[int, str, dt.datetime] | None = None  # a session found over its time or roles: (id, reason, when)
+
+
+def settle(s: Session, exc: NotAuthenticated) -> None:
+    """Record the end of a session that :func:`read_session` found over (after the request rolled back)."""
+    if exc.ended is not None:
+        sid, reason, when = exc.ended
+        s.execute(update(WebSessionRow).where(WebSessionRow.id == sid, WebSessionRow.ended_at.is_(None))
+                  .values(ended_at=when, end_reason=reason))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +123,10 @@ def read_session(s: Session, raw: str, *, now: dt.datetime, policy: Policy) -> t
     if reason is None and actor is not None and roles_fingerprint(actor) != row.roles_fp:
         reason = "roles"
     if reason is not None or actor is None:
-        row.ended_at, row.end_reason = now, reason or "password"
-        s.flush()
-        raise NotAuthenticated(REASONS[row.end_reason])
+        reason = reason or "password"
+        exc = NotAuthenticated(REASONS[reason])
+        exc.ended = (row.id, reason, now)  # the request's transaction rolls back: settle() records the end
+        raise exc
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
         s.flush()

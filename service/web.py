@@ -140,6 +140,9 @@ def _role_flags(actor: Actor | None) -> dict[str, bool]:
 
 def error_page(request: Request, exc: BranchflowError) -> Response:
     if isinstance(exc, NotAuthenticated):
+        if exc.ended is not None:
+            with runtime(request).tx() as s:
+                web_sessions.settle(s, exc)
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
     return render(request, "error.html", {"title": "无法完成", "message": exc.message}, status=exc.http_status)
 
