@@ -84,6 +84,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(web.router)
     from service import ballot_pages  # online ballots (issue 15)
     app.include_router(ballot_pages.router)
+    from service import api_audit  # checkpoints and proofs of the Merkle log (issue 11)
+    app.include_router(api_audit.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limits_middleware.install(app)  # body size and JSON depth before parsing (issue 14)
     from service import health  # /healthz, /readyz and the request log (issue 9)
