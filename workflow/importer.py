@@ -197,7 +197,7 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
             bad("branch_type", f"未知的支部类型 {btype_raw[:40]!r}；可用：{'、'.join(BRANCH_TYPE_LABELS.values())}")
         email = get("secretary_email").lower()
         if email and (problem := limits.check_email(email, "")):
-            bad("secretary_email", problem)
+            bad("secretary_email", f"{email[:60]!r} {problem}")
         members = 0
         if get("member_count"):
             parsed, problem = limits.parse_int(get("member_count"), "党员人数", "member_count")

@@ -23,9 +23,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import AfterValidator
+from typing import Any
 
 from workflow.errors import InvalidInput
 
@@ -171,24 +169,6 @@ def clean_email(value: str, what: str = "电子邮箱") -> str:
     v = value.strip().lower()
     require(check_email(v, what))
     return v
-
-
-# --- pydantic types (the API's request models) --------------------------------------------------------
-
-def _v(check: Any, what: str, *args: Any) -> Any:
-    def run(v: str) -> str:
-        problem = check(v, what, *args)
-        if problem:
-            raise ValueError(problem)
-        return v
-    return run
-
-
-CodeStr = Annotated[str, AfterValidator(_v(check_code, "编码"))]
-NameStr = Annotated[str, AfterValidator(_v(check_name, "名称", "org_name"))]
-PersonNameStr = Annotated[str, AfterValidator(_v(check_name, "姓名", "person_name"))]
-GradeStr = Annotated[str, AfterValidator(_v(check_name, "等级", "grade"))]
-LongText = Annotated[str, AfterValidator(_v(check_text, "文字", "text"))]
 
 
 def check_data(data: Any, where: str = "data", depth: int = 0) -> str | None:

@@ -99,7 +99,7 @@ def test_bad_input_gives_a_chinese_error_and_writes_nothing(setup: tuple[CLI, Pa
     r = cli("report", "nope", "-o", str(bad), code=2)
     assert r.stderr.startswith("错误：没有名为 'nope' 的报表；可用：summary（党支部分类定级汇总表）")
     r = cli("report", "summary", "--general-branch", "GB9", "-o", str(bad), code=3)
-    assert r.stderr.startswith("错误：找不到党总支 'GB9'")
+    assert r.stderr.startswith("错误：党总支 'GB9' 不存在或无权访问")  # no list of the codes there are
     r = cli("report", "summary", "--at", "昨天", "-o", str(bad), code=2)
     assert "时间 '昨天' 无效" in r.stderr
     r = cli("report", "summary", "--format", "docx", "-o", str(bad), code=2)
