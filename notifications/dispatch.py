@@ -74,6 +74,7 @@ BATCH = 500
 FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", "dead_report": "dead_report",
           "held_report": "alert",
           "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
+FAMILY["checkpoint"] = "checkpoint"  # signed checkpoints to the auditors (notifications/checkpoints.py, issue 11)
 REPORTS = ("dead_report", "alert")  # families whose own failure is never reported (no report on itself)
 UNFINISHED = (PENDING, HELD)
 

@@ -36,7 +36,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from workflow.resources import template_dir
 
 TEMPLATES = template_dir("mail")
-FAMILIES = ("notices", "monthly", "dead_report", "ballot")
+FAMILIES: tuple[str, ...] = ("notices", "monthly", "dead_report", "ballot")
+FAMILIES += ("checkpoint",)  # signed checkpoints to the auditors (issue 11)
 
 
 @lru_cache(maxsize=4)

@@ -56,6 +56,14 @@ def run_sweep(engine: Engine, settings: Settings, *, now: dt.datetime, campaign:
         return stats
 
 
+def run_checkpoints(engine: Engine, settings: Settings, *, now: dt.datetime) -> int:
+    """Make the signed checkpoints due now (daily, stage deadlines) and queue them to the auditors."""
+    from notifications import checkpoints
+
+    with session_factory(engine)() as s, s.begin():
+        return len(checkpoints.tick(s, settings.audit_key_path, now=now))
+
+
 def run_dispatch(engine: Engine, settings: Settings, *, now: dt.datetime, transport: Transport | None = None,
                  after_send: Callable[[], None] | None = None, stop: Callable[[], bool] | None = None) -> DispatchStats:
     """Drain what is due at ``now`` (``stop`` polled before each message: a graceful stop)."""
@@ -132,6 +140,7 @@ def build_scheduler(engine: Engine, settings: Settings, *, clock: Callable[[], d
             return
         stats = run_sweep(engine, settings, now=read_clock())
         log.info(stats.text())
+        run_checkpoints(engine, settings, now=read_clock())  # daily and at stage deadlines (issue 11)
 
     def dispatch_job() -> None:
         if stopping.is_set():
