@@ -51,6 +51,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import ipaddress
 import json
 import re
 import secrets
@@ -385,8 +386,23 @@ def participation(session: Session, ballot_id: int) -> Participation:
 
 # --- voting -------------------------------------------------------------------------------------------
 
+def client_network(client: str) -> str:
+    """What the rate limit counts: an IPv4 address, or the /64 of an IPv6 address (one subscriber line or
+    phone gets a whole /64, so counting single addresses would let it try 2⁶⁴ of them); an IPv4-mapped
+    IPv6 address counts as its IPv4 address. Anything else (no client address) as it is."""
+    try:
+        ip = ipaddress.ip_address(client.strip().strip("[]"))
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _client_key(client: str) -> str:
-    return hashlib.sha256(f"branchflow-ballot-client:{client}".encode()).hexdigest()
+    return hashlib.sha256(f"branchflow-ballot-client:{client_network(client)}".encode()).hexdigest()
 
 
 def throttled(session: Session, client: str, *, now: dt.datetime) -> bool:
@@ -451,6 +467,9 @@ def _voter_for(session: Session, code: str, now: dt.datetime, *,
         raise BallotRefused(f"本次测评已于 {ballot.closes_at.astimezone(_tz()):%Y-%m-%d %H:%M} 截止，不能再投票")
     if voter.voted:
         raise BallotRefused("此测评码已经投过票：每个测评码只能投一次")
+    stage = session.scalar(select(CaseRow.stage).where(CaseRow.id == ballot.case_id))
+    if stage != Stage.member_evaluation.value:  # a vote now could never be counted: refuse it, spend nothing
+        raise BallotRefused("本支部已结束“党员群众测评”环节，本次网上测评不再接受投票")
     return voter, ballot
 
 

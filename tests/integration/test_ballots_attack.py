@@ -162,3 +162,37 @@ def test_the_recount_snippet_in_the_doc_runs_on_an_export(world: World, tmp_path
                          timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert "承诺值不一致" in run.stdout
+
+
+def test_when_the_branch_has_left_the_stage_votes_are_refused_and_closing_says_why(world: World) -> None:
+    bid, codes, top = _open(world, 3)
+    with world.sessions() as s, s.begin():
+        ballots.cast_vote(s, codes[0], _answers(top), now=at(4, 11))
+    world.do(service.record, "B1", GB_SEC, {**World.eval_data(), "peer": 90, "superior": 90}, now=at(4, 12))
+    world.do(service.advance, "B1", GB_SEC, now=at(4, 12))  # paper ballots typed in, the branch moved on
+    assert world.case("B1").stage is not Stage.member_evaluation
+    with world.sessions() as s, s.begin(), pytest.raises(ballots.BallotRefused, match="不再接受投票"):
+        ballots.cast_vote(s, codes[1], _answers(top), now=at(4, 12, 5))
+    with world.sessions() as s, pytest.raises(ballots.BallotRefused, match="不再接受投票"):
+        ballots.view_for_code(s, codes[1], now=at(4, 12, 5))
+    with world.sessions() as s, s.begin(), pytest.raises(ballots.TransitionRefused, match="已不在“党员群众测评”环节"):
+        ballots.close_ballot(s, bid, service.actor_for(s, GB_SEC), now=at(4, 12, 6))
+    with world.sessions() as s:
+        assert ballots.participation(s, bid).voted == 1  # nothing spent by the refusals
+
+
+@pytest.mark.parametrize(("first", "second", "same"), [
+    ("2001:db8:1:2::1", "2001:db8:1:2:ffff:1234:5678:9abc", True),  # one /64: one household or one phone
+    ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+    ("::ffff:10.0.0.5", "10.0.0.5", True),
+    ("10.0.0.5", "10.0.0.6", False),
+])
+def test_the_rate_limit_counts_an_ipv6_network_not_each_of_its_addresses(world: World, first: str, second: str,
+                                                                        same: bool) -> None:
+    for _ in range(ballots.MAX_FAILURES):
+        with world.sessions() as s, s.begin():
+            ballots.note_failure(s, first, now=at(4, 11))
+    with world.sessions() as s:
+        assert ballots.throttled(s, first, now=at(4, 11, 10, 1))
+        assert ballots.throttled(s, second, now=at(4, 11, 10, 1)) is same
+
