@@ -124,6 +124,9 @@ def test_serve_reports_health_readiness_and_status_and_logs_one_json_line_per_ev
         r = httpx.get(url + "/login", headers={"X-Request-ID": "trace-0001", "X-Forwarded-For": "203.0.113.7",
                                                "X-Forwarded-Proto": "https"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "trace-0001"
+        assert "secure" in r.headers["set-cookie"].lower()  # https at the proxy: the cookies are Secure
+        plain = httpx.get(url + "/login")  # straight to the service over http: no Secure flag
+        assert "set-cookie" in plain.headers and "secure" not in plain.headers["set-cookie"].lower()
         bad = httpx.get(url + "/login", headers={"X-Request-ID": "no spaces\tor tabs"})
         assert bad.headers["x-request-id"] != "no spaces\tor tabs"  # not a plain token: a fresh id instead
 
@@ -154,7 +157,7 @@ def test_web_without_trusted_proxies_ignores_forwarded_headers_and_logs_text_lin
     assert r.status_code == 200 and r.json()["scheduler"]["role"] == "off"  # web runs no scheduler
     r = httpx.get(url + "/login", headers={"X-Request-ID": "trace-0002", "X-Forwarded-For": "203.0.113.7",
                                            "X-Forwarded-Proto": "https"})
-    assert r.status_code == 200
+    assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()  # the claim is not believed
     httpx.get(url + "/v/ABCD-EFGH-JKLM")  # a voting code in the path must not reach the log
     ops.stop_all()
     text = log.read_text(encoding="utf-8")
