@@ -227,7 +227,7 @@ class BallotResponseRow(Base):
     """One anonymous ballot: the answers only, a random key, no time, no code, no voter."""
 
     __tablename__ = "ballot_responses"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 — read once by the mapper
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     ballot_id: Mapped[int] = mapped_column(ForeignKey("ballots.id", ondelete="CASCADE"), index=True)
     rating: Mapped[float] = mapped_column(Float)

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session, sessionmaker
 
-
 # Who is logged in (sessions, tokens, log-in attempts) changes with every request that authenticates; the
 # domain data does not. Compare those tables in the tests of authentication, not here.
 LOGIN_TABLES = frozenset({"web_sessions", "api_tokens", "login_attempts", "login_locks"})

@@ -65,7 +65,7 @@ def test_every_inclusion_and_consistency_proof_up_to_40() -> None:
             merkle.check_inclusion(proof, t, root, i, merkle.leaf_hash(data[i]))
             with pytest.raises(ProofError):
                 merkle.check_inclusion(proof, t, root, i, merkle.leaf_hash(b"other"))
-        for m in range(0, t + 1):
+        for m in range(t + 1):
             proof = merkle.prove_consistency(t, m, mem)
             merkle.check_consistency(proof, t, root, m, mth(data[:m]))
             if 0 < m < t:
