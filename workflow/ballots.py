@@ -636,11 +636,16 @@ def export_of(session: Session, ballot_id: int, actor: Actor, *, fmt: str = "jso
         w.writerow(["rating", "satisfied_with_members", "satisfied_with_secretary", "comment"])
         for b in data["ballots"]:
             comment = b["comment"]
-            if comment[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            if comment[:1] in CSV_ESCAPED:
                 comment = "'" + comment  # inert in spreadsheets; recount strips it back (see recount)
             w.writerow([f"{b['rating']:g}", int(b["satisfied_with_members"]), int(b["satisfied_with_secretary"]), comment])
         return out.getvalue()
     raise InvalidInput(f"未知的导出格式 {fmt!r}（可用：json、csv）")
+
+
+# CSV comments starting with these get a leading ' (a spreadsheet then shows text, not a formula); ' itself
+# is escaped too, so that the recount can strip exactly one ' and get every comment back as it was.
+CSV_ESCAPED = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -672,7 +677,7 @@ def recount(text: str, *, commitment: str | None = None) -> Recount:
         for n, r in enumerate(rows, 2):
             try:
                 comment = r["comment"] or ""
-                if comment[:1] == "'" and comment[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+                if comment[:1] == "'":  # the export's escape: it also escapes a comment that began with '
                     comment = comment[1:]
                 raw.append({"rating": float(r["rating"]), "satisfied_with_members": r["satisfied_with_members"] == "1",
                             "satisfied_with_secretary": r["satisfied_with_secretary"] == "1", "comment": comment})

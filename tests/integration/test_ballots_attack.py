@@ -196,3 +196,18 @@ def test_the_rate_limit_counts_an_ipv6_network_not_each_of_its_addresses(world: 
         assert ballots.throttled(s, first, now=at(4, 11, 10, 1))
         assert ballots.throttled(s, second, now=at(4, 11, 10, 1)) is same
 
+
+@pytest.mark.parametrize("comment", ["'=1+1", "'-_-", "'", "'@所有人", "=SUM(A1)", "-好", "‘引号’"])
+def test_the_csv_export_recounts_whatever_a_voter_wrote(world: World, comment: str) -> None:
+    bid, codes, top = _open(world, 2)
+    with world.sessions() as s, s.begin():
+        ballots.cast_vote(s, codes[0], _answers(top, comment), now=at(4, 11))
+        ballots.cast_vote(s, codes[1], _answers(top, "很好"), now=at(4, 11))
+    with world.sessions() as s, s.begin():
+        ballots.close_ballot(s, bid, service.actor_for(s, GB_SEC), now=at(4, 12))
+    with world.sessions() as s:
+        as_csv = ballots.export_of(s, bid, service.actor_for(s, GB_SEC), fmt="csv")
+        committed = ballots.get_ballot(s, bid).commitment
+    rc = ballots.recount(as_csv, commitment=committed)
+    assert rc.matches, as_csv
+    assert not any(line.split(",")[-1][:1] in "=+-@" for line in as_csv.splitlines()[1:])  # still inert
