@@ -101,6 +101,9 @@ SCOPED: dict[tuple[str, str], Probe] = {
     ("POST", "/branches/{code}"): Probe("/branches/{b}", {"action": "extend", "deadline": "2026-05-01",
                                                           "reason": "支部换届，延期办理。"}, form=True),
     ("GET", "/reports/{file}"): Probe("/reports/summary.csv?general_branch={g}"),
+    # the Merkle log's proofs (issue 11): for those who read every branch; refused alike otherwise
+    ("GET", "/api/audit/proof/{branch}/{seq}"): Probe("/api/audit/proof/{b}/1"),
+    ("GET", "/audit/proof"): Probe("/audit/proof?branch={b}&seq=1"),
 }
 # Routes that name no branch or general branch: what each role gets is in the tests below or elsewhere.
 UNSCOPED = {
@@ -110,6 +113,9 @@ UNSCOPED = {
     ("POST", "/logout"), ("GET", "/"), ("GET", "/dashboard"), ("GET", "/branches"), ("GET", "/committee"),
     ("GET", "/publicity"), ("GET", "/audit"), ("GET", "/reports"), ("MOUNT", "/static"),
     ("GET", "/healthz"), ("GET", "/readyz"),
+    # the Merkle log (issue 11): whole-log reads for auditors and committee-level people (WIDE below)
+    ("GET", "/api/audit/checkpoint"), ("GET", "/api/audit/checkpoints"), ("GET", "/api/audit/consistency"),
+    ("GET", "/audit/log"),
     # online ballots (issue 15): voters by code; staff pages per branch; ballots by id (their own tests)
     ("GET", "/v"), ("GET", "/v/{code}"), ("POST", "/v"), ("GET", "/branches/{code}/ballot"),
     ("POST", "/branches/{code}/ballot"), ("GET", "/ballots/{ballot_id}/export.{fmt}"),
@@ -174,23 +180,30 @@ def test_outside_ones_scope_is_refused_as_unknown_with_nothing_changed(two_commi
             real = _call(site, who, method, probe, b, g)
             fake = _call(site, who, method, probe, "NOPE9", "NOGB9")
             where = (who, method, probe.url, b, g)
-            if path == "/reports/{file}" and who == "sec1":  # branch secretaries download no form at all
-                assert real.status_code == fake.status_code == 403, where
-                continue
-            if path == "/api/reports/{name}" and who == "sec1":
-                assert real.status_code == fake.status_code == 403, where
-                continue
-            assert real.status_code == 404, (where, real.status_code, real.text[:300])
-            assert fake.status_code == 404, (where, fake.status_code, fake.text[:300])
-            assert "不存在或无权访问" in real.text, where
+            # the same answer for what exists outside one's scope and for what does not exist: 404, or 403
+            # where the route is refused to the role as a whole (downloads for branch secretaries, the log)
+            assert real.status_code == fake.status_code, (where, real.status_code, fake.status_code, real.text[:300])
+            assert real.status_code in (403, 404), (where, real.status_code, real.text[:300])
+            if real.status_code == 404:
+                assert "不存在或无权访问" in real.text, where
+            else:
+                assert ROLE_WIDE.get(path, set()) >= {who}, (where, real.text[:300])
             if "{b}" in probe.url:
                 assert NAMES[b] not in real.text, where
             if real.headers.get("content-type", "").startswith("application/json"):
-                norm = real.json()["message"].replace(b, "X").replace(g, "X")
-                assert norm == fake.json()["message"].replace("NOPE9", "X").replace("NOGB9", "X"), where
+                mine, unknown = (b, "NOPE9") if "{b}" in probe.url else (g, "NOGB9")
+                norm = real.json()["message"].replace(f"'{mine}'", "'X'")
+                assert norm == fake.json()["message"].replace(f"'{unknown}'", "'X'"), where
             tried += 1
     assert tried >= 15  # every scoped route at least once
     assert dump(site.world.sessions) == before
+
+
+# Routes refused to a role as a whole (whatever the branch): path → those roles.
+ROLE_WIDE = {
+    "/reports/{file}": {"sec1"}, "/api/reports/{name}": {"sec1"},
+    "/api/audit/proof/{branch}/{seq}": {"sec1", "gb1", "org", "m1"}, "/audit/proof": {"sec1", "gb1", "org", "m1"},
+}
 
 
 # Actions of a higher role, tried by each persona on a branch in their own scope (B1, in the survey).
@@ -210,7 +223,7 @@ MAY = {  # which of those each role may do at all (anywhere in the campaign)
     "m1": {"/api/branches/B1/grade", "/api/branches/B1/adjust", "/api/branches/B1/sign"},
     "auditor": set(),
 }
-WIDE = ["/api/outbox", "/api/audit/verify", "/api/charts/grades.svg"]
+WIDE = ["/api/outbox", "/api/audit/verify", "/api/charts/grades.svg", "/api/audit/checkpoints"]
 
 
 @pytest.mark.parametrize("who", list(MAY))
