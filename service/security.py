@@ -6,8 +6,8 @@
   ``/static`` files, no inline script or style (the templates carry none: widths are classes), no
   plugins, no ``<base>``, no framing, forms post only to the app. Files (any response with a
   ``Content-Disposition``: reports, exports) get :data:`FILE_CSP`: nothing may run, only their own
-  inline ``<style>``, sandboxed. The API docs page (``/api/docs``, FastAPI's Swagger UI) is the one page
-  with an inline script: it is allowed by its sha256 hash, computed from the page itself, and the UI's
+  inline ``<style>``, sandboxed. The API docs page (``/api/docs``, FastAPI's Swagger UI, and its OAuth2 helper page) are the
+  pages with an inline script: it is allowed by its sha256 hash, computed from the page itself, and the UI's
   files from the CDN FastAPI names.
 * ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``,
   ``Cross-Origin-Opener-Policy: same-origin``, a ``Permissions-Policy`` switching off camera, microphone
@@ -35,6 +35,7 @@ FILE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; objec
             "frame-ancestors 'none'; form-action 'none'; sandbox")
 DOCS_CDN = "https://cdn.jsdelivr.net"
 HSTS = "max-age=31536000"
+DOCS_PAGES = frozenset({"/api/docs", "/docs/oauth2-redirect"})  # FastAPI's Swagger UI and its OAuth2 helper
 
 COMMON = {
     b"x-frame-options": b"DENY",
@@ -77,7 +78,7 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
         https = scope.get("scheme") == "https"
-        if path == "/api/docs":
+        if path in DOCS_PAGES:
             await self._docs(scope, receive, send, https)
             return
 
@@ -99,7 +100,7 @@ class SecurityHeaders:
                 body.extend(message.get("body", b""))
 
         await self.app(scope, receive, keep)
-        headers = [(k, v) for k, v in _headers(list(start.get("headers", [])), "/api/docs", https)
+        headers = [(k, v) for k, v in _headers(list(start.get("headers", [])), scope["path"], https)
                    if k != b"content-security-policy"]
         headers.append((b"content-security-policy", docs_csp(bytes(body)).encode()))
         await send({**start, "headers": headers})
