@@ -63,6 +63,18 @@ def enqueue_invitations(session: Session, ballot_id: int, issued: list[ballots.I
     return len(notices)
 
 
+def anonymous_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox listing row (``GET /api/outbox``) without whom a ballot mail went to: the reminders go only to
+    those who have not voted, so their recipients would tell staff who has. Other rows unchanged."""
+    if row.get("kind") not in KINDS:
+        return row
+    key = str(row.get("dedup_key") or "").split("/")
+    if len(key) == 4:
+        key[2] = "…"  # the voter's random id
+    return {**row, "dedup_key": "/".join(key), "recipient": "（网上测评邮件不显示收件人）", "recipient_name": "",
+            "last_error": None if row.get("last_error") is None else "（网上测评邮件不显示投递错误详情）"}
+
+
 def scrub(session: Session) -> int:
     """Blank the code and link of ballot notices that are delivered (or given up), or whose ballot closed."""
     rows = session.execute(

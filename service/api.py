@@ -435,8 +435,10 @@ def outbox_rows(s: Session, *, status: str | None, branch: str | None, limit: in
         q = q.where(DeliveryRow.status == status)
     if branch:
         q = q.where(OutboxRow.branch_code == branch)
-    return [{k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in r._mapping.items()}
-            for r in s.execute(q)]
+    from notifications.ballots import anonymous_row  # ballot mail: not who was reminded (issue 15)
+
+    return [anonymous_row({k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v)
+                           for k, v in r._mapping.items()}) for r in s.execute(q)]
 
 
 # --- reports and charts -----------------------------------------------------------------------------

@@ -52,3 +52,31 @@ def test_a_general_branch_secretary_cannot_reach_another_general_branchs_ballot(
             assert site.page_client(who).get(f"/ballots/{mine[who][1]}/export.{fmt}").status_code == 200
             r = site.page_client(who).get(f"/ballots/{mine[other][1]}/export.{fmt}")
             assert r.status_code == 403 and "无权" in r.text and "commitment" not in r.text
+
+
+def test_the_outbox_listing_does_not_tell_staff_who_was_reminded(site: Site) -> None:
+    from notifications import ballots as ballot_mail
+
+    site.world.drive("B1", Stage.member_evaluation)
+    site.clock.now = at(4, 10, 9)
+    with site.world.sessions() as s, s.begin():
+        gb = service.actor_for(s, GB_SEC)
+        b = ballots.open_ballot(s, "B1", gb, closes_at=at(4, 15, 18), now=at(4, 10, 9))
+        issued = ballots.add_voters(s, b.id, gb, [ballots.Voter(name="甲同志", email="jia@test.cn"),
+                                                  ballots.Voter(name="乙同志", email="yi@test.cn")], now=at(4, 10, 9))
+        ballot_mail.enqueue_invitations(s, b.id, issued, base_url="http://x", now=at(4, 10, 9))
+        top = b.form["rating"]["choices"][0]["score"]
+    with site.world.sessions() as s, s.begin():  # 甲 votes; the reminder then goes to 乙 only
+        ballots.cast_vote(s, issued[0].code, {"rating": top, "satisfied_with_members": True,
+                                              "satisfied_with_secretary": True}, now=at(4, 10, 9))
+    with site.world.sessions() as s, s.begin():
+        again = ballots.reissue_for_reminder(s, b.id, service.actor_for(s, GB_SEC), now=at(4, 10, 10))
+        assert ballot_mail.enqueue_invitations(s, b.id, again, base_url="http://x", now=at(4, 10, 10), reminder=True) == 1
+    r = site.call("gb1", "GET", "/api/outbox?branch=B1")
+    assert r.status_code == 200
+    rows = [row for row in r.json() if row["kind"] in ("ballot", "ballot_reminder")]
+    assert sorted(row["kind"] for row in rows) == ["ballot", "ballot", "ballot_reminder"]  # how many, yes
+    for row in rows:  # to whom, no
+        assert row["recipient"] == "（网上测评邮件不显示收件人）" and row["recipient_name"] == ""
+        assert all(v.voter_id not in row["dedup_key"] for v in issued)
+    assert not any(who in r.text for who in ("甲同志", "乙同志", "jia@test.cn", "yi@test.cn"))
