@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -367,15 +367,28 @@ def person_list() -> None:
 def list_(campaign: str | None, stage: str | None, general_branch: str | None, grade: str | None,
           overdue: bool, now_s: str | None, as_json: bool) -> None:
     """列出党支部及其环节、等级和截止日期。"""
+    # Streamed: each row is written as it is read, so memory stays flat in the number of branches.
     with _ctx().tx() as s:
-        rows = views.list_cases(s, now=parse_now(now_s), campaign=campaign, stage=stage,
+        rows = views.iter_cases(s, now=parse_now(now_s), campaign=campaign, stage=stage,
                                 general_branch=general_branch, grade=grade, overdue=True if overdue else None)
-    if as_json:
-        return echo_json(rows)
-    for r in rows:
-        flag = " 【逾期】" if r["overdue"] else ""
-        click.echo(f"{r['code']}\t{r['name']}\t{r['stage_label']}\t{r['grade_label'] or '-'}\t截止 {r['deadline'] or '-'}{flag}")
-    click.echo(f"共 {len(rows)} 个")
+        if as_json:
+            return _echo_json_stream(rows)
+        n = 0
+        for r in rows:
+            flag = " 【逾期】" if r["overdue"] else ""
+            click.echo(f"{r['code']}\t{r['name']}\t{r['stage_label']}\t{r['grade_label'] or '-'}\t截止 {r['deadline'] or '-'}{flag}")
+            n += 1
+    click.echo(f"共 {n} 个")
+
+
+def _echo_json_stream(items: Iterable[Any]) -> None:
+    """The same bytes as ``echo_json(list(items))``, written item by item."""
+    first = True
+    for item in items:
+        body = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+        click.echo(("[\n  " if first else ",\n  ") + body, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
 
 
 @cli.command()

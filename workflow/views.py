@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -82,6 +83,15 @@ def show(session: Session, branch: str, *, now: dt.datetime, campaign: str | Non
 def list_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
                general_branch: str | None = None, grade: str | None = None, overdue: bool | None = None,
                limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    return list(iter_cases(session, now=now, campaign=campaign, stage=stage, general_branch=general_branch,
+                           grade=grade, overdue=overdue, limit=limit, offset=offset))
+
+
+def iter_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
+               general_branch: str | None = None, grade: str | None = None, overdue: bool | None = None,
+               limit: int | None = None, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`list_cases` one by one, streamed from the database (a server-side cursor on
+    PostgreSQL), so a caller that writes as it goes holds one page of rows, whatever the number of branches."""
     camp = get_campaign_row(session, campaign)
     from workflow.repository import campaign_of
 
@@ -107,17 +117,15 @@ def list_cases(session: Session, *, now: dt.datetime, campaign: str | None = Non
         q = q.where((CaseRow.deadline >= today) | CaseRow.deadline.is_(None))
     if limit is not None:
         q = q.limit(limit).offset(offset)
-    out = []
-    for r in session.execute(q):
-        out.append({
+    for r in session.execute(q.execution_options(yield_per=2000)):
+        yield {
             "code": r.code, "name": r.name, "secretary": r.secretary_name,
             "general_branch": r.gb_code, "general_branch_name": r.gb_name,
             "stage": r.stage, "stage_label": Stage(r.stage).label,
             "grade": r.grade, "grade_label": c.grading.scale.by_code(r.grade).grade if r.grade else None,
             "deadline": r.deadline.isoformat() if r.deadline else None,
             "overdue": bool(r.deadline and today > r.deadline), "version": r.version,
-        })
-    return out
+        }
 
 
 def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str:
