@@ -36,7 +36,6 @@ from service.app import TEMPLATES, Runtime, runtime
 from service.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
-    SESSION_MAX_AGE,
     NotAuthenticated,
     Throttled,
     csrf_binding,
@@ -224,8 +223,8 @@ async def login(request: Request) -> Response:
             resp.headers["Retry-After"] = str(refused.retry_after)
         return resp
     ok = RedirectResponse(nxt, status_code=303)
-    ok.set_cookie(SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
-                  secure=cookie_secure(request))
+    ok.set_cookie(SESSION_COOKIE, token, max_age=int(rt.signer.policy.absolute.total_seconds()), httponly=True,
+                  samesite="lax", path="/", secure=cookie_secure(request))
     return ok
 
 
