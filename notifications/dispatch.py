@@ -12,8 +12,10 @@ is still waiting when it stops early):
    with the rest of their digest and rebuilt from the plan: same Message-ID, same dedup headers, same
    Date, same bytes.
 2. **send**, outside any transaction, through the transport's :class:`~notifications.mailer.Hooks`:
-   right before each message the dispatcher re-checks, in the database, that it still owns every
-   delivery in it (and renews the claim's expiry while it works), then builds it; right after the
+   right before each message the dispatcher makes sure it still owns every delivery in it — by its
+   lease (the expiry it set at the claim, renewed once a third of it has passed, the renewal's row
+   count confirming that every unsettled delivery is still ours), and in the database for each message
+   once a renewal or a fenced mark came back short — then builds it; right after the
    server answered it marks that message in its own transaction, fenced by
    ``WHERE claim_owner = me AND claim_token = …`` — a dispatcher whose claim was taken over can neither
    send nor mark what it no longer owns.
@@ -203,12 +205,14 @@ def dispatch(sessions: sessionmaker[Session], transport: Transport, *, now: dt.d
         token = uuid.uuid4().hex
         with sessions() as s, s.begin():
             stats.cancelled += cancel_stale(s)
+            claimed = time.monotonic()  # the claim's expiry is counted from here (``at`` below)
             found, groups = _claim(s, at=clock(), owner=me, token=token, batch=batch, lease=lease, sender=sender)
         if not found:
             break
         if groups:
-            _round(sessions, transport, groups, owner=me, token=token, clock=clock, lease=lease, sender=sender,
-                   org_department_email=org_department_email, stats=stats, after_send=after_send, stop=stopping)
+            _round(sessions, transport, groups, owner=me, token=token, clock=clock, lease=lease, claimed=claimed,
+                   sender=sender, org_department_email=org_department_email, stats=stats, after_send=after_send,
+                   stop=stopping)
     with sessions() as s:
         at = clock()
         stats.left = int(s.scalar(select(func.count()).select_from(DeliveryRow).where(
@@ -222,24 +226,30 @@ def dispatch(sessions: sessionmaker[Session], transport: Transport, *, now: dt.d
 
 
 def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_Group], *, owner: str, token: str,
-           clock: Callable[[], dt.datetime], lease: dt.timedelta, sender: str, org_department_email: str,
-           stats: DispatchStats, after_send: Callable[[], None] | None, stop: Callable[[], bool]) -> None:
+           clock: Callable[[], dt.datetime], lease: dt.timedelta, claimed: float, sender: str,
+           org_department_email: str, stats: DispatchStats, after_send: Callable[[], None] | None, stop: Callable[[], bool]) -> None:
     built = _Built(len(groups))
     engine = sessions.kw["bind"]
     table = DeliveryRow.__table__
     assert isinstance(table, Table)
     settled: set[int] = set()  # groups already marked (sent, failed, held) or released
-    renewed = [time.monotonic()]
+    renewed = [claimed]  # when the claim's expiry was last computed (the claim itself, or a renewal)
+    doubt = [False]  # a fenced mark or renewal found rows no longer ours: check each message from then on
+    conn = engine.connect()  # one connection for the round's hot path; each statement its own transaction
+    mine = _mine_core(owner, token)
+    mark_sent = update(table).where(table.c.id.in_(bindparam("ids", expanding=True)), *mine).values(
+        status=DELIVERED, sent_at=bindparam("at"), attempts=table.c.attempts + 1, message_id=bindparam("mid"),
+        last_error=None, claim_owner=None, claim_token=None, claimed_until=None)
+    renew = update(table).where(*mine).values(claimed_until=bindparam("until"))
+    owned_q = select(func.count()).select_from(table).where(table.c.id.in_(bindparam("ids", expanding=True)), *mine)
 
     def mark(i: int, out: Outcome) -> None:
         g = groups[i]
         if out.status == SENT:  # the common case, on Core: marked the moment the server accepted it
-            with engine.begin() as conn:
-                n = conn.execute(update(table).where(table.c.id.in_(g.ids), *_mine_core(owner, token))
-                                 .values(status=DELIVERED, sent_at=clock(), attempts=table.c.attempts + 1,
-                                         message_id=g.mid, last_error=None, claim_owner=None, claim_token=None,
-                                         claimed_until=None)).rowcount
+            with conn.begin():
+                n = conn.execute(mark_sent, {"ids": g.ids, "at": clock(), "mid": g.mid}).rowcount
             if n != len(g.ids):
+                doubt[0] = True
                 log.warning("message %s: %d of %d deliveries were no longer ours to mark", g.mid, len(g.ids) - n,
                             len(g.ids))
             stats.messages += 1
@@ -250,15 +260,30 @@ def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_
                       org_department_email=org_department_email)
         settled.add(i)
 
+    def ours(i: int) -> bool:
+        """Whether this dispatcher still owns message ``i``'s deliveries.
+
+        Nobody can take a claim over before its expiry, which this dispatcher set itself at the claim and
+        renews once a third of the lease has passed (checking, by the renewal's row count, that it still
+        holds every unsettled delivery). Within that window, and while no fenced mark came back short,
+        ownership is known without asking the database; otherwise each message is checked there.
+        """
+        g = groups[i]
+        if time.monotonic() - renewed[0] > lease.total_seconds() / 3:  # renew while working
+            start = time.monotonic()
+            with conn.begin():
+                n = conn.execute(renew, {"until": clock() + lease}).rowcount
+            renewed[0] = start
+            if n != sum(len(groups[j].ids) for j in range(len(groups)) if j not in settled):
+                doubt[0] = True
+        if not doubt[0]:
+            return True
+        with conn.begin():
+            return bool(conn.execute(owned_q, {"ids": g.ids}).scalar() == len(g.ids))
+
     def before(i: int) -> bool:
         g = groups[i]
-        with engine.begin() as conn:  # Core on the hot path: one short transaction per message
-            if time.monotonic() - renewed[0] > lease.total_seconds() / 3:  # renew while working
-                conn.execute(update(table).where(*_mine_core(owner, token)).values(claimed_until=clock() + lease))
-                renewed[0] = time.monotonic()
-            owned = conn.execute(select(func.count()).select_from(table)
-                                 .where(table.c.id.in_(g.ids), *_mine_core(owner, token))).scalar()
-        if owned != len(g.ids):  # taken over, or cancelled meanwhile: not ours to send
+        if not ours(i):  # taken over, or cancelled meanwhile: not ours to send
             stats.lost += 1
             return False
         try:
@@ -282,7 +307,10 @@ def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_
             after_send()
         mark(i, out)
 
-    outcomes = transport.send(built, Hooks(before=before, after=after, stop=stop))
+    try:
+        outcomes = transport.send(built, Hooks(before=before, after=after, stop=stop))
+    finally:
+        conn.close()
     if stop():
         stats.stopped = True
     unsent = [g for i, g in enumerate(groups) if i not in settled and outcomes[i].status != SENT]

@@ -126,6 +126,12 @@ def _from_header(sender: str) -> Any:
     return POLICY.header_factory("From", Address(display_name=header_text(name), addr_spec=addr))
 
 
+@lru_cache(maxsize=256)
+def _header(name: str, value: Any) -> Any:
+    """A parsed header, shared by the messages of a round with the same value (a digest's Date, a subject)."""
+    return POLICY.header_factory(name, value)
+
+
 def build_message(*, sender: str, recipient: str, recipient_name: str, rendered: Rendered, keys: list[str],
                   now: dt.datetime, mid: str | None = None) -> EmailMessage:
     """A UTF-8 message (plain text, and HTML as an alternative when there is some) for one recipient.
@@ -137,8 +143,8 @@ def build_message(*, sender: str, recipient: str, recipient_name: str, rendered:
     msg = EmailMessage(policy=POLICY)
     msg["From"] = _from_header(sender)
     msg["To"] = to
-    msg["Subject"] = header_text(rendered.subject)
-    msg["Date"] = now.astimezone(dt.UTC)
+    msg["Subject"] = _header("Subject", header_text(rendered.subject))
+    msg["Date"] = _header("Date", now.astimezone(dt.UTC))
     msg["Message-ID"] = mid or message_id(to.addr_spec, keys, sender)
     for k in keys:
         msg["X-Branchflow-Dedup-Key"] = header_text(k)
