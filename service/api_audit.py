@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api import Token, _actor
+from service.api import ERRORS, Token, _actor
 from service.app import runtime
 from service.auth import sees_everything
 from workflow import merkle, sequencer
@@ -21,7 +21,7 @@ from workflow.errors import Forbidden, InvalidInput, NotFound
 from workflow.models import CheckpointRow
 from workflow.service import Actor
 
-router = APIRouter(prefix="/api/audit", tags=["审计"])
+router = APIRouter(prefix="/api/audit", tags=["审计"], responses=ERRORS)
 
 
 def _auditor(s: Session, actor: Actor) -> None:
@@ -39,7 +39,9 @@ def _checkpoint(s: Session, size: int | None) -> CheckpointRow:
     return row
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse, summary="最新的签名检查点（C2SP tlog-checkpoint 文本）")
+@router.get("/checkpoint", response_class=PlainTextResponse,
+            responses={k: {**v, "content": {"application/json": {}}} for k, v in ERRORS.items()},
+            summary="最新的签名检查点（C2SP tlog-checkpoint 文本）")
 def latest_checkpoint(request: Request, token: Token) -> PlainTextResponse:
     rt = runtime(request)
     with rt.tx() as s:

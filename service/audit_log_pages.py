@@ -15,7 +15,7 @@ from service.web import _page_actor, render
 from workflow import audit, checkpoint
 from workflow.errors import BranchflowError, Forbidden, InvalidInput
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 MAX_PASTE = 20_000
 
 

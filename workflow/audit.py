@@ -110,7 +110,7 @@ def _check_case(
             else:
                 if not same:
                     bad_here.append("索引列（kind/actor/at）与已签名的事件内容不一致")
-            if expected_seq == 1 and (ev.get("kind") != "opened" or ev.get("payload", {}).get("branch") != branch
+            if expected_seq == 1 and not bad_here and (ev.get("kind") != "opened" or ev.get("payload", {}).get("branch") != branch
                                       or ev.get("payload", {}).get("campaign") != campaign):
                 bad_here.append("第一条事件不是本支部在本活动中的立案：事件链被挪到了别的支部")
         elif ev is not None:

@@ -172,6 +172,8 @@ def test_the_openapi_schema_lists_every_endpoint(site: Site) -> None:
         "/api/branches/{code}/objections/{objection_id}/resolve", "/api/branches/{code}/items/{item}/complete",
         "/api/branches/{code}/extend", "/api/audit/verify", "/api/outbox",
         "/api/reports", "/api/reports/{name}", "/api/charts/{name}.svg",
+        "/api/audit/checkpoint", "/api/audit/checkpoints", "/api/audit/proof/{branch}/{seq}",
+        "/api/audit/consistency",
     }
 
 
