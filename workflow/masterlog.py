@@ -36,8 +36,25 @@ def _date(d: dt.date | None) -> str | None:
     return d.isoformat() if d else None
 
 
-def snapshots(session: Session) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every subject with its current data, from the tables (plain rows, no ORM objects)."""
+def snapshots(session: Session, wanted: set[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every subject with its current data, from the tables (plain rows, no ORM objects).
+
+    With ``wanted``, only the tables those subjects live in are read (and people by e-mail), so recording
+    one person's change costs one person's rows, not a walk over every branch."""
+    kinds = None if wanted is None else {w.split(":", 1)[0] for w in wanted}
+    if kinds is not None and kinds <= {"person"}:
+        emails = sorted(w.split(":", 1)[1] for w in wanted or ())
+        for i in range(0, len(emails), CHUNK):
+            chunk = emails[i:i + CHUNK]
+            people = list(session.execute(select(Person.id, Person.email, Person.name).where(Person.email.in_(chunk))))
+            roles_of: dict[int, list[list[str]]] = {}
+            for pid, role, scope in session.execute(
+                    select(RoleAssignment.person_id, RoleAssignment.role, RoleAssignment.scope_code)
+                    .where(RoleAssignment.person_id.in_([p[0] for p in people]))):
+                roles_of.setdefault(pid, []).append([role, scope])
+            for pid, email, name in people:
+                yield f"person:{email}", {"email": email, "name": name, "roles": sorted(roles_of.get(pid, []))}
+        return
     committees: dict[int, str] = {i: c for i, c in session.execute(select(Committee.id, Committee.code))}
     gbs: dict[int, str] = {i: c for i, c in session.execute(select(GeneralBranch.id, GeneralBranch.code))}
     for code, name in session.execute(select(Committee.code, Committee.name)):
@@ -90,7 +107,7 @@ def record_master_changes(session: Session, *, actor: str, at: dt.datetime | Non
     at = at or dt.datetime.now(dt.UTC)
     wanted = None if subjects is None else set(subjects)
     session.flush()
-    current = {s: d for s, d in snapshots(session) if wanted is None or s in wanted}
+    current = {s: d for s, d in snapshots(session, wanted) if wanted is None or s in wanted}
     last = heads(session, None if wanted is None else wanted)
     rows: list[dict[str, Any]] = []
     for subject in sorted(set(current) | set(last)):
