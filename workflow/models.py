@@ -63,10 +63,15 @@ class Base(DeclarativeBase):
 
 
 class Committee(Base):
+    """A Party committee: the tenant. ``path`` is the chain of ancestor ids including its own (``/1/7/23/``),
+    so a committee's subtree is one index range (migration 0009)."""
+
     __tablename__ = "committees"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("committees.id"), index=True)
+    path: Mapped[str] = mapped_column(String(400), default="", server_default="", index=True)
 
 
 class GeneralBranch(Base):
@@ -91,6 +96,7 @@ class Branch(Base):
     last_reelection: Mapped[dt.date | None] = mapped_column(Date)
     last_activity: Mapped[dt.date | None] = mapped_column(Date)
     secretary_violation: Mapped[bool] = mapped_column(Boolean, default=False)
+    dissolved_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class Person(Base):
@@ -116,13 +122,19 @@ class RoleAssignment(Base):
 
 
 class CampaignRow(Base):
+    """One committee's campaign of one year. ``committee_id`` is NULL only for a campaign made before
+    tenancy (migration 0009) while several committees existed: it covers every committee's branches."""
+
     __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_committee_year", "committee_id", "year"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     year: Mapped[int] = mapped_column(Integer, index=True)
     config: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    committee_id: Mapped[int | None] = mapped_column(ForeignKey("committees.id"))
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
 
 
 class CaseRow(Base):
@@ -143,6 +155,7 @@ class CaseRow(Base):
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    previous_grade: Mapped[str | None] = mapped_column(String(32))
 
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012 — read once by the mapper
 
@@ -178,6 +191,23 @@ class CampaignChangeRow(Base):
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class BranchLineageRow(Base):
+    """A branch reorganised between years: ``split`` (one from, several rows to), ``merge`` (several from,
+    one to), ``rename``, ``dissolve`` (no to), ``found`` (no from), with reason, actor and time."""
+
+    __tablename__ = "branch_lineage"
+    __table_args__ = (Index("ix_branch_lineage_from", "from_code"), Index("ix_branch_lineage_to", "to_code"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    from_code: Mapped[str | None] = mapped_column(String(64))
+    to_code: Mapped[str | None] = mapped_column(String(64))
+    committee_id: Mapped[int] = mapped_column(ForeignKey("committees.id"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(254))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 # --- online ballots (issue 15; migration 0007) -----------------------------------------------------
