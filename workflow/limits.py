@@ -51,6 +51,7 @@ TEXT: dict[str, TextLimit] = {
     "branch_type": TextLimit(max_len=32),
     "grade": TextLimit(max_len=32),
     "text": TextLimit(max_len=4000),          # reasons, objections, evidence, problems, summaries
+    "file_name": TextLimit(max_len=200),      # an attachment's display name (workflow/attachments.py)
 }
 INT: dict[str, IntLimit] = {
     "member_count": IntLimit(lo=1, hi=100_000),
@@ -61,6 +62,11 @@ INT: dict[str, IntLimit] = {
 # Import files: at most this many bytes and data rows.
 IMPORT_MAX_BYTES = 32 * 1024 * 1024
 IMPORT_MAX_ROWS = 200_000
+# Attachments (issue 16; workflow/attachments.py): per file, per form (one record), per branch's case.
+ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024
+ATTACHMENT_MAX_PER_RECORD = 10
+ATTACHMENT_MAX_PER_RECORD_BYTES = 40 * 1024 * 1024
+ATTACHMENT_MAX_PER_CASE_BYTES = 200 * 1024 * 1024
 # Dates people may choose (deadlines, publicity starts): within the campaign's year and the next.
 YEARS_AFTER_CAMPAIGN = 1
 
@@ -87,9 +93,10 @@ def _char_name(ch: str) -> str:
 def check_name(value: str, what: str, kind: str = "org_name") -> str | None:
     """A one-line name: no control characters at all, not empty, at most the column's length."""
     lim = TEXT[kind]
-    for ch in value:
-        if _bad_char(ch):
-            return f"{what}含有不允许的{_char_name(ch)}"
+    if not value.isprintable():  # isprintable() is False for every category _bad_char refuses (and Zs): fast path
+        for ch in value:
+            if _bad_char(ch):
+                return f"{what}含有不允许的{_char_name(ch)}"
     if len(value.strip()) < lim.min_len:
         return f"{what}不能为空"
     if len(value) > lim.max_len:
@@ -100,7 +107,7 @@ def check_name(value: str, what: str, kind: str = "org_name") -> str | None:
 def check_text(value: str, what: str, kind: str = "text") -> str | None:
     """Free text (several lines allowed): no other control characters; at most the limit's length."""
     lim = TEXT[kind]
-    for i, ch in enumerate(value):
+    for i, ch in enumerate("" if value.isprintable() else value):  # see check_name
         if ch in _LINE_OK or (ch == "\r" and value[i + 1: i + 2] == "\n"):
             continue
         if _bad_char(ch):

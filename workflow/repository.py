@@ -261,13 +261,23 @@ _SQL: dict[str, _Sql] = {}
 
 
 def _cursor(session: Session) -> tuple[_Sql, Any, Any]:
-    """The dialect's statements, a DBAPI cursor on the session's connection, and the driver module."""
+    """The dialect's statements, a DBAPI cursor on the session's connection, and the driver module.
+
+    ``session.connection()`` costs more than the statements of a small call, so the driver connection is
+    kept in ``session.info`` for as long as the session's transaction is the same one (a new transaction
+    may run on another pooled connection)."""
+    tx = session.get_transaction()
+    hit = session.info.get("branchflow.dbapi")
+    if tx is not None and hit is not None and hit[0] is tx and tx.is_active:
+        return hit[1], hit[2].cursor(), hit[3]
     conn = session.connection()
     name = conn.dialect.name
     sql = _SQL.get(name)
     if sql is None:
         sql = _SQL[name] = _Sql(name)
-    return sql, conn.connection.driver_connection.cursor(), conn.dialect.dbapi  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    session.info["branchflow.dbapi"] = (session.get_transaction(), sql, driver, conn.dialect.dbapi)
+    return sql, driver.cursor(), conn.dialect.dbapi  # type: ignore[union-attr]
 
 
 # Parsed campaigns by id; an entry is used only while the stored configuration is the same text.

@@ -1,0 +1,349 @@
+"""The branch page: its card, timeline and history, the current stage's form and every action on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from service.api import TZ
+from service.app import runtime
+from service.auth import (
+    NotAuthenticated,
+    require_public_or_see,
+    require_see,
+)
+from service.pages.committee import _committee_ctx
+from service.pages.common import (
+    _f,
+    _form,
+    _number,
+    _page_actor,
+    _reminder_days,
+    _role_flags,
+    _safe_next,
+    redirect_with_notice,
+    render,
+)
+from service.pages.publicity import _publicity_ctx
+from states import spec_for
+from states.base import WORKING_STAGES, Role, Stage
+from states.survey import FOCUS_POINTS
+from workflow import audit, service, views
+from workflow.errors import BranchflowError, Forbidden, InvalidInput, TransitionRefused
+from workflow.repository import LoadedCase, load_case
+from workflow.service import Actor
+
+router = APIRouter(include_in_schema=False)
+
+# --- branch page ------------------------------------------------------------------------------------
+
+def _permissions(actor: Actor, case: LoadedCase) -> dict[str, bool]:
+    stage = case.stage
+    if stage is Stage.accepted:
+        return dict.fromkeys(("record", "advance", "grade", "sign", "publish", "resolve", "object", "complete",
+                              "extend"), False)
+    spec = spec_for(stage)
+    committee = service.may(actor, [Role.committee_member, Role.org_department], case)
+    return {
+        "record": spec.record_model is not None and service.may(actor, spec.recorders, case)
+        or (stage is Stage.acceptance and service.may(actor, spec.recorders, case)),
+        "advance": service.may(actor, spec.advancers, case),
+        "grade": stage is Stage.committee_grading and committee,
+        "sign": stage is Stage.committee_grading and service.may(actor, [Role.committee_member], case),
+        "publish": stage is Stage.publicity and service.may(actor, [Role.org_department], case),
+        "resolve": stage is Stage.publicity and service.may(actor, [Role.org_department], case),
+        "object": stage is Stage.publicity and not _role_flags(actor)["auditor_only"],
+        "complete": stage is Stage.rectification and service.may(actor, [Role.branch_secretary], case),
+        "extend": service.may(actor, [Role.org_department], case),
+    }
+
+
+def _form_values(case: LoadedCase) -> dict[str, str]:
+    """The current stage's recorded data as form field values (so the form opens filled in)."""
+    rec = case.state["records"].get(case.stage.value, {})
+    v: dict[str, str] = {}
+    if case.stage is Stage.survey:
+        for k, f in rec.get("findings", {}).items():
+            v[f"f_{k}"] = "yes" if f.get("ok") else "no"
+            v[f"n_{k}"] = f.get("note", "")
+        for k in ("last_reelection", "last_activity"):
+            v[k] = rec.get(k) or ""
+        if rec.get("secretary_violation") is not None:
+            v["secretary_violation"] = "yes" if rec["secretary_violation"] else "no"
+    elif case.stage is Stage.self_assessment:
+        for k, sc in rec.get("scores", {}).items():
+            v[f"s_{k}"] = f"{sc:g}"
+        v["meeting_date"] = rec.get("meeting_date") or ""
+        v["attendance"] = str(rec["attendance"]) if rec.get("attendance") is not None else ""
+        v["comment"] = rec.get("comment", "")
+    elif case.stage is Stage.member_evaluation:
+        t = rec.get("tally") or {}
+        if t:
+            v.update(ballots=str(t["ballots"]), rating=f"{t['rating']:g}",
+                     sat_members=f"{t['satisfaction_members'] * 100:g}", sat_secretary=f"{t['satisfaction_secretary'] * 100:g}")
+        for k in ("peer", "superior"):
+            if rec.get(k) is not None:
+                v[k] = f"{rec[k]:g}"
+    elif case.stage is Stage.rectification:
+        for i, it in enumerate(rec.get("items", []), 1):
+            v.update({f"problem_{i}": it["problem"], f"measure_{i}": it["measure"], f"due_{i}": it["due"],
+                      f"contact_{i}": it["contact"]})
+        v["self_analysis"] = rec.get("self_analysis") or ""
+    return v
+
+
+def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> dict[str, Any]:
+    require_see(s, actor, code)
+    case = load_case(s, code)
+    card = views.card(case, now)
+    hist = views.history(s, code)
+    rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
+    entered = {e["payload"]["to"]: e["at"] for e in hist["events"] if e["kind"] == "moved"}
+    timeline = []
+    for st in WORKING_STAGES:
+        status = "done" if st.number < case.stage.number else "current" if st is case.stage else "todo"
+        timeline.append({"stage": st, "status": status, "deadline": case.campaign.deadline_for(st),
+                         "entered": entered.get(st.value)})
+    events = []
+    for e in reversed(hist["events"]):
+        local = audit.parse_iso(e["at"]).astimezone(TZ)
+        events.append({**e, "local": local.strftime("%Y-%m-%d %H:%M"), "stage_label": Stage(e["stage"]).label})
+    return {
+        "card": card, "case": case, "perm": _permissions(actor, case), "timeline": timeline, "events": events,
+        "rubric": rubric, "focus_points": FOCUS_POINTS, "values": _form_values(case),
+        "bands": case.campaign.grading.scale.bands, "plan_rows": range(1, 6),
+        "band_labels": {b.code: b.grade for b in case.campaign.grading.scale.bands}, "invalid": set(),
+        "signed": any(x["member"] == actor.email for x in case.state["signatures"]),
+        "due_soon": card["days_left"] is not None and 0 <= card["days_left"] <= _reminder_days(case.campaign),
+    }
+
+
+@router.get("/branches/{code}", response_class=HTMLResponse)
+def branch_page(code: str, request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        ctx = _branch_context(s, actor, code, now)
+    return render(request, "branch.html", ctx, actor=actor)
+
+
+def stage_data(case: LoadedCase, form: FormData) -> dict[str, Any]:
+    """The current stage's form fields as the record the service validates (empty fields are left out)."""
+    st = case.stage
+    data: dict[str, Any] = {}
+    if st is Stage.survey:
+        findings = {}
+        for k in FOCUS_POINTS:
+            ans = _f(form, f"f_{k}")
+            if ans in ("yes", "no"):
+                findings[k] = {"ok": ans == "yes", "note": _f(form, f"n_{k}")}
+        data["findings"] = findings
+        for k in ("last_reelection", "last_activity"):
+            if _f(form, k):
+                data[k] = _f(form, k)
+        if _f(form, "secretary_violation") in ("yes", "no"):
+            data["secretary_violation"] = _f(form, "secretary_violation") == "yes"
+    elif st is Stage.self_assessment:
+        rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
+        scores = {}
+        for item in rubric.items:
+            n = _number(form, f"s_{item.id}", f"第 {item.id} 项得分")
+            if n is not None:
+                scores[item.id] = n
+        data["scores"] = scores
+        if _f(form, "meeting_date"):
+            data["meeting_date"] = _f(form, "meeting_date")
+        att = _number(form, "attendance", "到会人数", integer=True)
+        if att is not None:
+            data["attendance"] = att
+        if _f(form, "comment"):
+            data["comment"] = _f(form, "comment")
+    elif st is Stage.member_evaluation:
+        ballots = _number(form, "ballots", "有效票数", integer=True)
+        rating = _number(form, "rating", "平均评分")
+        sm = _number(form, "sat_members", "群众对党员发挥作用满意率")
+        ss = _number(form, "sat_secretary", "支部书记在党员中满意率")
+        given = [x is not None for x in (ballots, rating, sm, ss)]
+        if any(given):
+            if not all(given):
+                raise InvalidInput("测评汇总须同时填写有效票数、平均评分和两项满意率")
+            data["tally"] = {"ballots": ballots, "rating": rating, "satisfaction_members": sm / 100,  # type: ignore[operator]
+                             "satisfaction_secretary": ss / 100}  # type: ignore[operator]
+        for k, label in (("peer", "分类互评得分"), ("superior", "上级考评得分")):
+            n = _number(form, k, label)
+            if n is not None:
+                data[k] = n
+    elif st is Stage.rectification:
+        items = []
+        for i in range(1, 6):
+            row = {k: _f(form, f"{k}_{i}") for k in ("problem", "measure", "due", "contact")}
+            if any(row.values()):
+                items.append(row)
+        if items:
+            data["items"] = items
+        if _f(form, "self_analysis"):
+            data["self_analysis"] = _f(form, "self_analysis")
+        if _f(form, "submitted"):
+            data["submitted"] = True
+    elif st is Stage.acceptance:
+        data = {"passed": _f(form, "passed") == "yes", "summary": _f(form, "summary"),
+                "inspected_on": _f(form, "inspected_on") or None,
+                "regrade_score": _number(form, "regrade_score", "再次定级得分")}
+        if _f(form, "new_deadline"):
+            data["new_deadline"] = _f(form, "new_deadline")
+    return data
+
+
+ACTIONS = ("record", "record_advance", "advance", "grade", "adjust", "sign", "publish", "object", "resolve",
+           "complete", "extend")
+
+
+def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, now: dt.datetime) -> str:
+    """Run the form's action; raises (and the caller's transaction rolls back) when anything is refused."""
+    if action not in ACTIONS:
+        raise InvalidInput(f"未知的操作 {action!r}")
+    if _role_flags(actor)["auditor_only"]:
+        raise Forbidden(f"{actor.name} 是审计人员，只能查看，不能修改任何数据")
+    if action == "object":
+        require_public_or_see(s, actor, code)  # the publicity is public; anything else: as require_see
+    else:
+        require_see(s, actor, code)
+    version = _number(form, "version", "版本", integer=True)
+    case = load_case(s, code)
+    if action in ("record", "record_advance"):
+        data = stage_data(case, form)
+        service.record(s, code, actor, data, now=now, expected_version=version)  # type: ignore[arg-type]
+        if action == "record":
+            return "已保存"
+        case = service.advance(s, code, actor, now=now)
+        return f"已提交，党支部进入“{case.stage.label}”环节"
+    if action == "advance":
+        case = service.advance(s, code, actor, now=now, expected_version=version)  # type: ignore[arg-type]
+        return f"已推进到“{case.stage.label}”环节"
+    if action == "grade":
+        case = service.compute_grade(s, code, actor, now=now)
+        return f"已计算：总分 {case.state['grade']['total']:g}，等级 {case.state['grade']['grade_label']}"
+    if action == "adjust":
+        service.adjust_grade(s, code, actor, _f(form, "grade"), _f(form, "reason"), now=now)
+        return "等级已调整（须重新签字）"
+    if action == "sign":
+        case = service.sign(s, code, actor, now=now)
+        return f"已签字（{len(case.state['signatures'])}/{case.campaign.quorum_for(case.facts.committee_size)}）"
+    if action == "publish":
+        start = _f(form, "start")
+        try:
+            d = dt.date.fromisoformat(start) if start else None
+        except ValueError:
+            raise InvalidInput(f"公示开始日期“{start}”不是日期") from None
+        case = service.publish(s, code, actor, now=now, start=d)
+        return f"已发布公示：{case.state['publicity']['start']} 至 {case.state['publicity']['end']}"
+    if action == "object":
+        case = service.lodge_objection(s, code, actor, _f(form, "text"), now=now)
+        return f"已登记异议 #{case.state['objections'][-1]['id']}，组织部将核实处理"
+    if action == "resolve":
+        oid = _number(form, "objection", "异议编号", integer=True)
+        verdict = _f(form, "verdict")
+        if oid is None or verdict not in ("upheld", "dismissed"):
+            raise InvalidInput("请选择要处理的异议及处理结果（成立 / 不成立）")
+        service.resolve_objection(s, code, actor, int(oid), upheld=verdict == "upheld", reason=_f(form, "reason"),
+                                  now=now)
+        return "异议成立，已退回党委评定" if verdict == "upheld" else "异议不成立，已记录"
+    if action == "complete":
+        item = _number(form, "item", "整改事项编号", integer=True)
+        if item is None:
+            raise InvalidInput("请选择整改事项")
+        service.complete_item(s, code, actor, int(item), _f(form, "evidence"), now=now)
+        return f"第 {item} 项已登记完成"
+    until = _f(form, "deadline")
+    try:
+        d = dt.date.fromisoformat(until)
+    except ValueError:
+        raise InvalidInput(f"新的截止日期“{until}”不是日期（格式 2026-04-18）") from None
+    service.extend_deadline(s, code, actor, d, _f(form, "reason"), now=now)
+    return f"截止日期已延至 {d}"
+
+
+@router.post("/branches/{code}", response_class=HTMLResponse)
+async def branch_act(code: str, request: Request) -> Response:
+    form = await _form(request)
+    rt = runtime(request)
+    now = rt.clock()
+    action = _f(form, "action")
+    back = _safe_next(_f(form, "back") or f"/branches/{quote(code)}")
+
+    def run() -> tuple[str | None, BranchflowError | None, Actor]:
+        actor: Actor | None = None
+        try:
+            with rt.tx() as s:  # one transaction: everything the form asked for, or nothing
+                actor = _page_actor(rt, s, request)
+                message = perform(s, actor, code, action, form, now)
+            return message, None, actor
+        except BranchflowError as exc:
+            if actor is None or isinstance(exc, NotAuthenticated):
+                raise
+            return None, exc, actor
+
+    message, error, actor = await run_in_threadpool(run)
+    if error is None:
+        return await run_in_threadpool(redirect_with_notice, request, f"{back}#top", message or "")
+    return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)
+
+
+FIELD_WORDS = {"到会": "attendance", "大会日期": "meeting_date", "有效票数": "ballots", "平均评分": "rating",
+               "党员发挥作用满意率": "sat_members", "书记在党员中满意率": "sat_secretary", "再次定级得分": "regrade_score",
+               "新截止日期": "new_deadline", "summary": "summary", "inspected_on": "inspected_on", "理由": "reason",
+               "evidence": "evidence", "异议": "text", "last_reelection": "last_reelection",
+               "last_activity": "last_activity"}
+
+
+def invalid_fields(message: str) -> set[str]:
+    """The form fields an error message is about, so the page can mark them (rubric items, named fields)."""
+    out: set[str] = set()
+    for m in re.finditer(r"第 ([0-9A-Za-z._、-]+) 项(?:得分)?", message):
+        if "整改" not in message[max(0, m.start() - 6):m.start()]:
+            out.update(f"s_{i}" for i in m.group(1).split("、"))
+    for word, name in FIELD_WORDS.items():
+        if word in message:
+            out.add(name)
+    for key, label in FOCUS_POINTS.items():
+        if label in message:
+            out.add(f"f_{key}")
+    return out
+
+
+def _show_again(request: Request, actor: Actor, code: str, action: str, form: FormData, error: BranchflowError,
+                now: dt.datetime, back: str) -> Response:
+    """The page the form came from, again, with the error beside the form and the person's input kept."""
+    rt = runtime(request)
+    err = {"message": error.message.split("\n")[0], "unmet": getattr(error, "unmet", []), "action": action,
+           "lines": [ln.strip() for ln in error.message.split("\n")[1:] if ln.strip() and not ln.strip().startswith("- ")]}
+    if isinstance(error, TransitionRefused) and not err["unmet"]:
+        err["lines"] = [ln.strip() for ln in error.message.split("\n")[1:] if ln.strip()]
+    with rt.tx() as s:
+        if back.startswith("/committee"):
+            return render(request, "committee.html", {**_committee_ctx(s, actor, now), "error": err},
+                          status=error.http_status, actor=actor)
+        if back.startswith("/publicity"):
+            return render(request, "publicity.html", {**_publicity_ctx(s, now), "error": err, "err_code": code,
+                                                      "text": _f(form, "text")}, status=error.http_status, actor=actor)
+        try:
+            ctx = _branch_context(s, actor, code, now)
+        except BranchflowError:
+            return render(request, "error.html", {"title": "无法完成", "message": error.message},
+                          status=error.http_status, actor=actor)
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    ctx["invalid"] = invalid_fields(error.message)
+    owner = {"record": "record", "record_advance": "record", "advance": "advance", "grade": "grade", "adjust": "grade",
+             "sign": "grade", "publish": "publish", "resolve": "resolve", "complete": "complete", "extend": "extend"}
+    err["top"] = not ctx["perm"].get(owner.get(action, ""), False)  # no form to show it beside: show it on top
+    return render(request, "branch.html", {**ctx, "values": values, "error": err}, status=error.http_status,
+                  actor=actor)

@@ -1,0 +1,96 @@
+"""The dashboard and the list of branches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import case as sql_case
+from sqlalchemy import func, select
+
+from reports import charts as reports_charts
+from service.app import runtime
+from service.auth import (
+    sees_everything,
+    visible_cases,
+)
+from service.pages.common import (
+    _page_actor,
+    render,
+)
+from service.pages.scope import _scope_clause
+from states.base import Stage
+from workflow.models import Branch, CaseRow, Committee, GeneralBranch
+from workflow.repository import campaign_of, get_campaign_row
+
+router = APIRouter(include_in_schema=False)
+
+# --- dashboard --------------------------------------------------------------------------------------
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        camp_row = get_campaign_row(s)
+        camp = campaign_of(camp_row)
+        today = now.astimezone(camp.tz).date()
+        q = (
+            select(GeneralBranch.code.label("gb"), GeneralBranch.name.label("gb_name"), CaseRow.stage, CaseRow.grade,
+                   func.count().label("n"), func.sum(sql_case((CaseRow.deadline < today, 1), else_=0)).label("late"))
+            .join(Branch, Branch.id == CaseRow.branch_id)
+            .join(Committee, Committee.id == Branch.committee_id)
+            .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+            .where(CaseRow.campaign_id == camp_row.id)
+            .group_by(GeneralBranch.code, GeneralBranch.name, CaseRow.stage, CaseRow.grade)
+        )
+        clause = _scope_clause(s, actor)
+        if clause is not None:
+            q = q.where(clause)
+        stages: Counter[str] = Counter()
+        grades: Counter[str] = Counter()
+        late: Counter[str] = Counter()
+        per_gb: dict[str, dict[str, Any]] = {}
+        for r in s.execute(q):
+            stages[r.stage] += r.n
+            if r.grade:
+                grades[r.grade] += r.n
+            late[r.stage] += int(r.late or 0)
+            g = per_gb.setdefault(r.gb or "", {"name": r.gb_name or "（不属党总支）", "total": 0, "accepted": 0,
+                                                "late": 0, "stages": Counter()})
+            g["total"] += r.n
+            g["late"] += int(r.late or 0)
+            g["stages"][r.stage] += r.n
+            if r.stage == Stage.accepted.value:
+                g["accepted"] += r.n
+        overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
+        charts = reports_charts.dashboard_svgs(s, camp_row, now) if sees_everything(s, actor) else {}
+    total = sum(stages.values())
+    stage_rows: list[dict[str, Any]] = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
+                  for st in Stage]
+    grade_rows: list[dict[str, Any]] = [{"code": b.code, "label": b.grade, "n": grades.get(b.code, 0)} for b in camp.grading.scale.bands]
+    return render(request, "dashboard.html", {
+        "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
+        "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),
+        "overdue_total": sum(late.values()), "overdue": overdue, "charts": list(charts.values()),
+        "gb_rows": [{"code": k, **v, "where": "、".join(f"{Stage(st).label} {n}" for st, n in sorted(
+            v["stages"].items(), key=lambda x: Stage(x[0]).number))} for k, v in sorted(per_gb.items())],
+    }, actor=actor)
+
+
+@router.get("/branches", response_class=HTMLResponse)
+def branches_page(request: Request) -> Response:
+    rt = runtime(request)
+    now = rt.clock()
+    qp = request.query_params
+    stage = qp.get("stage") or None
+    if stage and stage not in {s.value for s in Stage}:
+        stage = None
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        rows = visible_cases(s, actor, now=now, stage=stage, general_branch=qp.get("general_branch") or None,
+                             overdue=True if qp.get("overdue") else None, limit=500)
+    return render(request, "branches.html", {"rows": rows, "stage": stage, "stages": list(Stage),
+                                             "overdue": bool(qp.get("overdue"))}, actor=actor)
