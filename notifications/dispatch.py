@@ -77,6 +77,7 @@ FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", 
           "held_report": "alert",
           "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
 FAMILY["checkpoint"] = "checkpoint"  # signed checkpoints to the auditors (notifications/checkpoints.py, issue 11)
+FAMILY["objection_receipt"] = "objection_receipt"  # receipt codes of objections (notifications/receipts.py, issue 16)
 REPORTS = ("dead_report", "alert")  # families whose own failure is never reported (no report on itself)
 UNFINISHED = (PENDING, HELD)
 

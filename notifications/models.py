@@ -96,3 +96,7 @@ class SweepStateRow(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
     swept_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- the notice list (issue 16, point 4; migration 0013): one person's deliveries through an index ---------
+Index("ix_outbox_deliveries_recipient", DeliveryRow.recipient)

@@ -38,6 +38,7 @@ from workflow.resources import template_dir
 TEMPLATES = template_dir("mail")
 FAMILIES: tuple[str, ...] = ("notices", "monthly", "dead_report", "ballot")
 FAMILIES += ("checkpoint",)  # signed checkpoints to the auditors (issue 11)
+FAMILIES += ("objection_receipt",)  # the objector's receipt code (issue 16, notifications/receipts.py)
 
 
 @lru_cache(maxsize=4)

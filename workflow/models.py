@@ -390,3 +390,33 @@ class LoginLockRow(Base):
     locked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     failures: Mapped[int] = mapped_column(Integer)
+
+
+# --- pages: objection receipts, list indexes (issue 16, points 4 and 5; migration 0013) ------------------
+# The objector is shown a receipt code once; only its sha256 is stored, with the case and the objection's
+# number, so whoever holds the code can follow the outcome and nothing here says who objected.
+
+
+class ObjectionReceiptRow(Base):
+    """The receipt of one lodged objection: the sha256 of its code (never the code), the case, the number."""
+
+    __tablename__ = "objection_receipts"
+    __table_args__ = (UniqueConstraint("case_id", "objection_id", name="uq_objection_receipts_case_objection"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    objection_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ReceiptAttemptRow(Base):
+    """Refused receipt-code look-ups per client address (its sha256) in the current window: the rate limit."""
+
+    __tablename__ = "receipt_attempts"
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# The list page's grade filter reads the campaign's cases of one grade through an index.
+Index("ix_cases_campaign_grade", CaseRow.campaign_id, CaseRow.grade)

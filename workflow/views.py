@@ -161,6 +161,8 @@ def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str
         return f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {p.get('regrade_label', p['regrade'])}（{p['regrade_score']:g} 分）：{p['summary']}"
     if k == "deadline_extended":
         return f"{Stage(p['stage']).label}截止日期延至 {p['deadline']}：{p['reason']}"
+    if k in ("reminded", "escalated") and p.get("manual"):  # 催办 by a person (issue 16; notifications.manual)
+        return f"{p.get('by', event['actor'])} 催办（截止 {p['deadline']}）：{'、'.join(p.get('to', []))}"
     if k == "reminded":
         days = p["rung"].removeprefix("before-")
         return f"截止 {p['deadline']} 前 {days} 天提醒：{'、'.join(p.get('to', []))}"
