@@ -43,7 +43,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
 from typing import Any, overload
 
 from jinja2 import TemplateError
@@ -65,6 +64,7 @@ from notifications.render import (
     notices_context,
     render,
 )
+from notifications.wire import Mail
 from workflow.errors import BranchflowError
 from workflow.models import Committee
 
@@ -157,27 +157,27 @@ class _Group:
     subject: str = ""
 
 
-class _Built(Sequence[Message]):
+class _Built(Sequence[Mail]):
     """The messages of a round, built one by one right before each is sent (see ``before``)."""
 
     def __init__(self, n: int) -> None:
-        self.items: list[Message | None] = [None] * n
+        self.items: list[Mail | None] = [None] * n
 
     def __len__(self) -> int:
         return len(self.items)
 
     @overload
-    def __getitem__(self, i: int) -> Message: ...
+    def __getitem__(self, i: int) -> Mail: ...
     @overload
-    def __getitem__(self, i: slice) -> Sequence[Message]: ...
-    def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
+    def __getitem__(self, i: slice) -> Sequence[Mail]: ...
+    def __getitem__(self, i: int | slice) -> Mail | Sequence[Mail]:
         if isinstance(i, slice):
             return [m for m in self.items[i] if m is not None]
         m = self.items[i]
         assert m is not None, "a message is read only after before(i) built it"
         return m
 
-    def __iter__(self) -> Iterator[Message]:
+    def __iter__(self) -> Iterator[Mail]:
         return iter(m for m in self.items if m is not None)
 
 
@@ -407,7 +407,7 @@ def _rendered(g: _Group) -> Any:
     return render(g.family, ctx)
 
 
-def _build(g: _Group, *, sender: str) -> Message:
+def _build(g: _Group, *, sender: str) -> Mail:
     rendered = _rendered(g)
     g.subject = rendered.subject
     assert g.at is not None

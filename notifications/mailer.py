@@ -24,12 +24,12 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 
+from notifications.wire import Mail
 from workflow.settings import Settings
 
 SENT = "sent"
@@ -73,23 +73,37 @@ NOT_OURS = Outcome(status=UNSENT, error="不再持有该邮件的领取权（已
 STOPPED = Outcome(status=UNSENT, error="发信进程正在停止，未发送")
 
 
+Sendable = Mail | Message  # what the dispatcher builds (bytes, built once) or a caller's EmailMessage
+
+
 class Transport(Protocol):
-    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]: ...
+    def send(self, messages: Sequence[Sendable], hooks: Hooks = NO_HOOKS) -> list[Outcome]: ...
 
 
-def recipient_of(msg: Message) -> str:
-    to = msg["To"]
-    addresses = getattr(to, "addresses", None)
-    if addresses:
-        return str(addresses[0].addr_spec)
-    return parseaddr(str(to))[1]
+def recipient_of(msg: Sendable) -> str:
+    return Mail.of(msg).recipient if isinstance(msg, Message) else msg.recipient
 
 
-def check_address(msg: Message) -> Outcome | None:
-    addr = recipient_of(msg)
-    if not ADDRESS.match(addr):
-        return Outcome(status=PERMANENT, code=None, error=f"收件地址无效：{addr!r}")
+def check_address(mail: Mail) -> Outcome | None:
+    if not ADDRESS.match(mail.recipient):
+        return Outcome(status=PERMANENT, code=None, error=f"收件地址无效：{mail.recipient!r}")
     return None
+
+
+def one_by_one(messages: Sequence[Sendable], hooks: Hooks, deliver: Callable[[Mail], Outcome]) -> list[Outcome]:
+    """The synchronous transports' loop: stop?, before, check the address, ``deliver``, after — per message."""
+    out: list[Outcome] = []
+    for i in range(len(messages)):
+        if hooks.stop():
+            out.extend([STOPPED] * (len(messages) - i))
+            break
+        if not hooks.before(i):
+            out.append(NOT_OURS)
+            continue
+        mail = Mail.of(messages[i])  # read only now: the dispatcher builds it in ``before``
+        out.append(check_address(mail) or deliver(mail))
+        hooks.after(i, out[-1])
+    return out
 
 
 def classify(exc: BaseException) -> Outcome:
@@ -138,7 +152,7 @@ class SmtpTransport:
         return cls(host=s.smtp_host, port=s.smtp_port, username=s.smtp_user, password=s.smtp_password,
                    starttls=s.smtp_starttls, tls=s.smtp_tls, timeout=s.smtp_timeout, concurrency=s.smtp_concurrency)
 
-    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
+    def send(self, messages: Sequence[Sendable], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
         if not messages:
             return []
         return asyncio.run(self._send_all(messages, hooks))
@@ -148,7 +162,7 @@ class SmtpTransport:
                                timeout=self.timeout, username=self.username or None,
                                password=self.password or None, tls_context=self.tls_context)
 
-    async def _send_all(self, messages: Sequence[Message], hooks: Hooks) -> list[Outcome]:
+    async def _send_all(self, messages: Sequence[Sendable], hooks: Hooks) -> list[Outcome]:
         results: list[Outcome | None] = [None] * len(messages)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(messages)):
@@ -178,8 +192,8 @@ class SmtpTransport:
                     if not await call(hooks.before, i):
                         results[i] = NOT_OURS
                         continue
-                    msg = messages[i]  # read only now: the dispatcher builds it in ``before``
-                    bad = check_address(msg)
+                    mail = Mail.of(messages[i])  # read only now: the dispatcher builds it in ``before``
+                    bad = check_address(mail)
                     if bad is not None:
                         await finish(i, bad)
                         continue
@@ -189,7 +203,8 @@ class SmtpTransport:
                             if client is None or not client.is_connected:
                                 client = self._client()
                                 await client.connect()
-                            await client.send_message(msg)
+                            # bytes as built: aiosmtplib sends them as they are (no re-serialising)
+                            await client.sendmail(mail.sender, [mail.recipient], mail.data)
                             out = Outcome(status=SENT)
                             break
                         except aiosmtplib.SMTPServerDisconnected as exc:
@@ -234,62 +249,43 @@ class EmlSink:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
+    def send(self, messages: Sequence[Sendable], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # the mail holds names and grades: the service's user only (issue 14)
-        out: list[Outcome] = []
-        for i in range(len(messages)):
-            if hooks.stop():
-                out.extend([STOPPED] * (len(messages) - i))
-                break
-            if not hooks.before(i):
-                out.append(NOT_OURS)
-                continue
-            msg = messages[i]
-            bad = check_address(msg)
-            if bad is not None:
-                out.append(bad)
-                hooks.after(i, bad)
-                continue
-            mid = str(msg["Message-ID"]).strip("<>").split("@")[0][:16]
-            stamp = parsedate_to_datetime(str(msg["Date"])).strftime("%Y%m%dT%H%M%S") if msg["Date"] else "undated"
-            name = f"{stamp}_{recipient_of(msg).replace('@', '_at_').replace('/', '_')}_{mid}.eml"
-            path = self.folder / name
-            n = 1
-            while path.exists():  # a re-send after a crash keeps both copies, like a real mailbox would
-                n += 1
-                path = self.folder / f"{name[:-4]}.{n}.eml"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(msg.as_bytes())
-            out.append(Outcome(status=SENT))
-            hooks.after(i, out[-1])
-        return out
+        return one_by_one(messages, hooks, self._write)
+
+    def _write(self, mail: Mail) -> Outcome:
+        mid = mail.message_id.strip("<>").split("@")[0][:16]
+        stamp = mail.date.strftime("%Y%m%dT%H%M%S") if mail.date else "undated"
+        name = f"{stamp}_{mail.recipient.replace('@', '_at_').replace('/', '_')}_{mid}.eml"
+        path = self.folder / name
+        n = 1
+        while path.exists():  # a re-send after a crash keeps both copies, like a real mailbox would
+            n += 1
+            path = self.folder / f"{name[:-4]}.{n}.eml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(mail.data)
+        return Outcome(status=SENT)
 
 
 class InMemoryTransport:
-    """Records what it 'sends'; ``fail`` maps a message to the outcome it should get instead."""
+    """Records what it 'sends' (parsed back, as a reader would see it); ``fail`` maps a message to the outcome
+    it should get instead."""
 
     def __init__(self, fail: Callable[[Message], Outcome | None] | None = None) -> None:
         self.sent: list[Message] = []
         self.fail = fail
 
-    def send(self, messages: Sequence[Message], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
-        out: list[Outcome] = []
-        for i in range(len(messages)):
-            if hooks.stop():
-                out.extend([STOPPED] * (len(messages) - i))
-                break
-            if not hooks.before(i):
-                out.append(NOT_OURS)
-                continue
-            msg = messages[i]
-            bad = check_address(msg) or (self.fail(msg) if self.fail else None)
-            if bad is None:
-                self.sent.append(msg)
-            out.append(bad or Outcome(status=SENT))
-            hooks.after(i, out[-1])
-        return out
+    def send(self, messages: Sequence[Sendable], hooks: Hooks = NO_HOOKS) -> list[Outcome]:
+        return one_by_one(messages, hooks, self._record)
+
+    def _record(self, mail: Mail) -> Outcome:
+        msg = mail.message
+        bad = self.fail(msg) if self.fail else None
+        if bad is None:
+            self.sent.append(msg)
+        return bad or Outcome(status=SENT)
 
 
 def transport_for(settings: Settings) -> Transport:

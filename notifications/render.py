@@ -9,8 +9,8 @@ Every message carries the dedup keys of what it delivers, in ``X-Branchflow-Dedu
 a ``Message-ID`` derived from them and the recipient: if a crash between sending and marking makes the
 dispatcher send again, the copy has the same Message-ID and keys, so the receiver can tell.
 
-Headers are built only through the email package's structured API (:class:`~email.message.EmailMessage`
-with :class:`~email.headerregistry.Address`; display names and subjects encoded as RFC 2047 words).
+Messages are written straight to bytes by :mod:`notifications.wire` (display names, subjects and
+non-ASCII keys only as RFC 2047 encoded words, addresses and Message-IDs only after a strict check).
 Names and subjects are data: :func:`header_text` turns control, line-break and bidi/format characters
 into spaces first, so a name planted with ``"\\nBcc: …"`` can neither add a header nor break the
 message. :func:`alert_rendered` builds the organisation department's alert about held messages in code,
@@ -21,19 +21,28 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from dataclasses import dataclass
-from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.mime.text import MIMEText
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from notifications.wire import (
+    ADDRESS_CHARS,
+    DOMAIN,
+    UNSAFE,
+    BadAddress,
+    Mail,
+    check_addr_spec,
+    compose,
+    header_text,
+)
 from workflow.resources import template_dir
+
+__all__ = ["ADDRESS_CHARS", "UNSAFE", "BadAddress", "Mail", "Rendered", "address", "alert_rendered", "build_message",
+           "dead_report_plain", "header_text", "message_id", "notices_context", "render"]
 
 TEMPLATES = template_dir("mail")
 FAMILIES: tuple[str, ...] = ("notices", "monthly", "dead_report", "ballot")
@@ -89,82 +98,31 @@ def message_id(recipient: str, keys: list[str], sender: str) -> str:
     """Derived from the recipient and the sorted dedup keys only: a message rebuilt after a crash has the same."""
     digest = hashlib.sha256(("\n".join([recipient, *sorted(keys)])).encode("utf-8")).hexdigest()[:32]
     domain = parseaddr(sender)[1].rpartition("@")[2] or "branchflow.local"
-    domain = domain if ADDRESS_CHARS.fullmatch(domain) else "branchflow.local"
+    domain = domain if DOMAIN.fullmatch(domain) else "branchflow.local"
     return f"<{digest}@{domain}>"
-
-
-# C0/C1 controls, line and paragraph separators, zero-width and bidirectional format characters
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-ADDRESS_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space
-POLICY = policy.default  # "\n" inside base64 bodies, as before; aiosmtplib writes CRLF on the wire
-
-
-class BadAddress(ValueError):
-    """收件地址无效（含空白、控制字符或格式不对），无法投递。"""
-
-
-def header_text(value: str) -> str:
-    """One line of text safe inside a header: unsafe characters become spaces, runs of whitespace one space."""
-    return " ".join(UNSAFE.sub(" ", value).split())
 
 
 def address(addr: str, name: str = "") -> Address:
     """A structured address; raises :class:`BadAddress` for anything that is not a plain ``local@domain``."""
-    addr = addr.strip()
-    local, at, domain = addr.rpartition("@")
-    if not at or not local or "." not in domain or not ADDRESS_CHARS.fullmatch(addr) or any(c in addr for c in '<>"(),;:\\[]'):
-        raise BadAddress(f"收件地址无效：{addr!r}")
+    addr = check_addr_spec(addr)
     try:
         return Address(display_name=header_text(name), addr_spec=addr)
     except (ValueError, IndexError) as exc:  # the header parser's own refusals
         raise BadAddress(f"收件地址无效：{addr!r}") from exc
 
 
-@lru_cache(maxsize=8)
-def _from_header(sender: str) -> Any:
-    """The From header, parsed once per sender (header objects are immutable and shared by messages)."""
-    name, addr = parseaddr(sender)
-    return POLICY.header_factory("From", Address(display_name=header_text(name), addr_spec=addr))
-
-
-@lru_cache(maxsize=256)
-def _header(name: str, value: Any) -> Any:
-    """A parsed header, shared by the messages of a round with the same value (a digest's Date, a subject)."""
-    return POLICY.header_factory(name, value)
-
-
 def build_message(*, sender: str, recipient: str, recipient_name: str, rendered: Rendered, keys: list[str],
-                  now: dt.datetime, mid: str | None = None) -> EmailMessage:
-    """A UTF-8 message (plain text, and HTML as an alternative when there is some) for one recipient.
+                  now: dt.datetime, mid: str | None = None) -> Mail:
+    """A UTF-8 message (plain text, and HTML as an alternative when there is some) for one recipient, as bytes.
 
     ``now`` is the Date; ``mid`` the Message-ID planned for it (default: :func:`message_id`). Raises
     :class:`BadAddress` when the recipient's address is unusable, ``ValueError`` for a sender that is.
+    Written by :func:`notifications.wire.compose` (every display name and the subject as encoded words).
     """
-    to = address(recipient, recipient_name)
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = _from_header(sender)
-    msg["To"] = to
-    msg["Subject"] = _header("Subject", header_text(rendered.subject))
-    msg["Date"] = _header("Date", now.astimezone(dt.UTC))
-    msg["Message-ID"] = mid or message_id(to.addr_spec, keys, sender)
-    for k in keys:
-        msg["X-Branchflow-Dedup-Key"] = header_text(k)
-    # The bodies are classic MIMEText parts (base64, UTF-8): their few fixed headers are written as they
-    # are, while the structured headers above are parsed and folded by the policy, which costs far more.
-    text = MIMEText(rendered.text, "plain", "utf-8")
-    if rendered.html:
-        # a boundary derived from the Message-ID (base64 bodies never contain "=_"): rebuilt, the same bytes
-        boundary = "=_bf_" + hashlib.sha256(str(msg["Message-ID"]).encode()).hexdigest()[:24]
-        msg["MIME-Version"] = "1.0"
-        msg["Content-Type"] = "multipart/alternative"
-        msg.set_param("boundary", boundary)
-        msg.set_payload([text, MIMEText(rendered.html, "html", "utf-8")])
-    else:
-        msg["MIME-Version"] = "1.0"
-        for name in ("Content-Type", "Content-Transfer-Encoding"):
-            msg[name] = str(text[name])
-        msg.set_payload(text.get_payload())
-    return msg
+    addr = check_addr_spec(recipient)
+    return compose(sender=sender, recipient=addr, recipient_name=recipient_name, subject=rendered.subject,
+                   text=rendered.text, html=rendered.html, keys=keys, date=now,
+                   message_id=mid or message_id(addr, keys, sender))
 
 
 def alert_rendered(recipient_name: str, items: list[dict[str, Any]], keys: list[str]) -> Rendered:
