@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from states.attachment import AttachmentRef
 from states.base import Record, Role, Stage, StageSpec
 from workflow.errors import Unmet
 
@@ -24,11 +25,13 @@ class RectificationRecord(Record):
     items: list[PlanItem] | None = None
     self_analysis: str | None = Field(default=None, max_length=8000)
     submitted: bool | None = None
+    attachments: list[AttachmentRef] | None = None  # the self-analysis's files (added to the earlier ones)
 
 
 class Completion(Record):
     item: int = Field(ge=1)
     evidence: str = Field(min_length=2, max_length=4000)
+    attachments: list[AttachmentRef] | None = None  # scans, photos, documents of the evidence
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +42,9 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         out["self_analysis"] = new["self_analysis"]
     if new.get("submitted") is not None:
         out["submitted"] = new["submitted"]
+    if new.get("attachments"):
+        have = {a["sha256"] for a in out.get("attachments", [])}
+        out["attachments"] = [*out.get("attachments", []), *(a for a in new["attachments"] if a["sha256"] not in have)]
     return out
 
 

@@ -130,6 +130,8 @@ def _item_completed(s: State, e: Event) -> None:
     item["done"] = True
     item["evidence"] = p["evidence"]
     item["done_at"] = e["at"]
+    if p.get("attachments"):
+        item["attachments"] = list(p["attachments"])
 
 
 def _inspected(s: State, e: Event) -> None:
@@ -162,6 +164,7 @@ def _moved(s: State, e: Event) -> None:
             item["done"] = False
             item["evidence"] = None
             item.pop("done_at", None)
+            item.pop("attachments", None)
         s["rounds"]["rectification"] += 1
         if p.get("deadline"):
             s["deadlines"]["rectification"] = p["deadline"]

@@ -8,7 +8,7 @@ changes nothing. A lost race surfaces as :class:`Conflict` when the projection's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from states.base import ROLE_LABELS, Role, Stage
 from states.committee_grading import Adjustment
 from states.publicity import Objection, Resolution, open_objections
 from states.rectification import Completion
+from workflow import attachments as _files
 from workflow import grading, machine
 from workflow import limits as _limits
 from workflow.calendar import for_campaign
@@ -170,12 +171,29 @@ def _local_date(case: LoadedCase, now: dt.datetime) -> dt.date:
 
 # --- recording stage data --------------------------------------------------------------------------
 
+def _with_files(session: Session, case: LoadedCase, files: Sequence[_files.Upload], data: dict[str, Any]) -> list[Any]:
+    """The uploads checked against the per-record and per-case limits (issue 16). A reference may only come
+    from bytes uploaded with the form: ``attachments`` in the submitted data itself is refused."""
+    if "attachments" in data:
+        raise InvalidInput("附件须随表单上传文件，不能在数据中直接引用（attachments）")
+    return _files.check_batch(files, _files.refs_in(case.state)) if files else []
+
+
+def _index_files(session: Session, case: LoadedCase, files: Sequence[_files.Upload], at: dt.datetime) -> None:
+    if files:  # the event just appended is the last pending one
+        _files.index(session, case.row.id, case.row.version + len(case.pending), at, _files.refs_json(files))
+
+
 def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *, now: dt.datetime,
-           campaign: str | None = None, expected_version: int | None = None) -> LoadedCase:
-    """File the current stage's data (survey, self-assessment, member evaluation, rectification, acceptance)."""
+           campaign: str | None = None, expected_version: int | None = None,
+           files: Sequence[_files.Upload] = ()) -> LoadedCase:
+    """File the current stage's data (survey, self-assessment, member evaluation, rectification, acceptance).
+
+    ``files``: checked uploads (:func:`workflow.attachments.check_file`) for the self-analysis or the
+    inspection; their references go into the event, the caller puts the bytes into the blob store."""
     case = _load(session, branch, campaign, expected_version)
     if case.stage is Stage.acceptance:
-        return inspect(session, branch, actor, data, now=now, campaign=campaign)
+        return inspect(session, branch, actor, data, now=now, campaign=campaign, files=files)
     if case.stage is Stage.accepted:
         raise TransitionRefused(f"党支部“{case.branch.name}”已验收，不能再填报")
     spec = spec_for(case.stage)
@@ -186,8 +204,13 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
         )
     require(actor, spec.recorders, case, f"填报“{case.stage.label}”")
     _limits.require(_limits.check_data(data, "填报数据"))  # every text and number within workflow.limits
+    files = _with_files(session, case, files, data)
+    if files and case.stage is not Stage.rectification:
+        raise InvalidInput(f"“{case.stage.label}”环节的表单不接受附件")
     rec = _validate(spec.record_model, data, f"“{case.stage.label}”")
     payload = _json(rec)
+    if files:
+        payload["attachments"] = _files.refs_json(files)
     validate: Callable[..., list[str]] | None = spec.extra.get("validate")
     if validate:
         problems = validate(payload, case.campaign, case.facts)
@@ -197,11 +220,12 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
             and payload.get("items") is not None):
         raise TransitionRefused("整改方案已提交，不能再修改整改事项；请逐项完成并上传佐证")
     append(session, case, kind="recorded", actor=actor.email, at=now, payload={"stage": case.stage.value, "data": payload})
+    _index_files(session, case, files, now)
     return _commit_point(session, case, now)
 
 
 def complete_item(session: Session, branch: str, actor: Actor, item: int, evidence: str, *,
-                  now: dt.datetime, campaign: str | None = None) -> LoadedCase:
+                  now: dt.datetime, campaign: str | None = None, files: Sequence[_files.Upload] = ()) -> LoadedCase:
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.rectification], "完成整改事项")
     require(actor, [Role.branch_secretary], case, "完成整改事项")
@@ -215,16 +239,22 @@ def complete_item(session: Session, branch: str, actor: Actor, item: int, eviden
         raise InvalidInput(f"整改方案中没有第 {item} 项（共 {len(items)} 项）")
     if items[item - 1].get("done"):
         raise InvalidInput(f"第 {item} 项已登记完成")
-    append(session, case, kind="item_completed", actor=actor.email, at=now, payload=_json(c))
+    files = _with_files(session, case, files, {})
+    payload = _json(c)
+    if files:
+        payload["attachments"] = _files.refs_json(files)
+    append(session, case, kind="item_completed", actor=actor.email, at=now, payload=payload)
+    _index_files(session, case, files, now)
     return _commit_point(session, case, now)
 
 
 def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *, now: dt.datetime,
-            campaign: str | None = None) -> LoadedCase:
+            campaign: str | None = None, files: Sequence[_files.Upload] = ()) -> LoadedCase:
     """Record the acceptance inspection and its re-grade; a failed one sends the case back to rectification."""
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.acceptance], "记录检查验收")
     require(actor, spec_for(Stage.acceptance).recorders, case, "记录检查验收")
+    files = _with_files(session, case, files, data)
     insp = _validate(Inspection, data, "检查验收")
     assert isinstance(insp, Inspection)
     today = _local_date(case, now)
@@ -236,7 +266,10 @@ def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *
         _limits.require(_limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year))
     band = grading.band_of(case.campaign, insp.regrade_score)
     payload = {**_json(insp), "regrade": band.code, "regrade_label": band.grade, "first_grade": case.state["final_grade"]}
+    if files:
+        payload["attachments"] = _files.refs_json(files)
     append(session, case, kind="inspected", actor=actor.email, at=now, payload=payload)
+    _index_files(session, case, files, now)
     if not insp.passed:
         _move(session, case, actor, "fail_inspection", now, extra={"deadline": insp.new_deadline.isoformat()})  # type: ignore[union-attr]
     return _commit_point(session, case, now)
