@@ -1,6 +1,6 @@
 """CLI commands of the audit (registered by service.cli): the chains, the Merkle log, checkpoints, proofs.
 
-    branchflow audit verify [--campaign C] [--branch B] [--checkpoint FILE …] [--key VKEY …] [--workers N]
+    branchflow audit verify [--campaign C] [--branch B] [--checkpoint FILE …] [--key VKEY …] [--workers N] [--files]
     branchflow audit keygen [--force]          the signer key file (BRANCHFLOW_AUDIT_KEY_FILE), mode 0600
     branchflow audit pubkey                    the verifier key for auditors (signed-note format)
     branchflow audit checkpoint -o FILE        sequence every entry, sign, store and write a checkpoint
@@ -78,9 +78,11 @@ def register(cli: click.Group) -> None:
     @click.option("--checkpoint", "files", multiple=True, help="审计员保存的检查点文件（可多次给出）：证明今天的日志是它们的追加延续")
     @click.option("--key", "keys", multiple=True, help="另外信任的公钥（如轮换前的旧公钥，audit pubkey 的输出；可多次给出）")
     @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="并行校验的进程数（按党支部分段）")
+    @click.option("--files", "check_files", is_flag=True,
+                  help="同时校验附件：事件中登记的每个文件都在存储中，且内容与登记的哈希值一致")
     @json_option
     def audit_verify(campaign: str | None, branch: str | None, files: tuple[str, ...], keys: tuple[str, ...],
-                     workers: int, as_json: bool) -> None:
+                     workers: int, check_files: bool, as_json: bool) -> None:
         """校验每个党支部的哈希链、基础数据记录，核对当前状态表与事件重放结果一致；给出 --checkpoint 时
         还重建默克尔树，证明今天的日志是每个检查点的追加延续。"""
         c = _ctx()
@@ -99,8 +101,13 @@ def register(cli: click.Group) -> None:
             if files:
                 good, bad = read_checkpoints(files, trusted_keys(c.settings, keys), c.settings.audit_origin)
                 log = audit.verify_log(s, good)
+            from workflow import attachments, blobs
+
+            n_files, file_problems = 0, list[attachments.FileProblem]()
+            if check_files:  # issue 16: the attached files against the hashes in their events
+                n_files, file_problems = attachments.check_store(s, blobs.store_for(c.settings))
         elapsed = time.perf_counter() - t0
-        ok = report.ok and not bad and (log is None or log.ok)
+        ok = report.ok and not bad and (log is None or log.ok) and not file_problems
         if as_json:
             echo_json({
                 "ok": ok, "cases": report.cases, "events": report.events, "seconds": round(elapsed, 3),
@@ -108,6 +115,7 @@ def register(cli: click.Group) -> None:
                 "checkpoints": ([{"file": f, "ok": r is None, "problem": r} for f, r in log.results] if log else [])
                 + [{"file": f, "ok": False, "problem": m} for f, m in bad],
                 "log": ({"size": log.size, "problems": log.problems} if log else None),
+                **({"files": {"checked": n_files, "problems": [p.__dict__ for p in file_problems]}} if check_files else {}),
             })
         else:
             rate = report.events / elapsed if elapsed > 0 else 0.0
@@ -118,13 +126,19 @@ def register(cli: click.Group) -> None:
                     click.echo(f"  检查点 {f}：" + ("一致（今天的日志是它的追加延续）" if r is None else f"不一致——{r}"))
             for f, m in bad:
                 click.echo(f"  检查点 {f}：无效——{m}")
+            if check_files:
+                click.echo(f"已校验附件 {n_files} 个" + (f"，其中 {len({p.sha256 for p in file_problems})} 个有问题"
+                                                      if file_problems else "：都在存储中，内容与哈希值一致"))
+                for fp in file_problems:
+                    what = "存储中缺失" if fp.problem == "missing" else "内容与哈希值不符（已损坏或被篡改）"
+                    click.echo(f"  附件“{fp.name}”（{fp.sha256}，党支部 {fp.branch} 第 {fp.seq} 条事件）：{what}")
             if log is not None:
                 for m in log.problems:
                     click.echo(f"  日志：{m}")
             if ok:
                 click.echo("校验通过：哈希链完整，当前状态与重放结果一致" + ("，与所给检查点一致" if files else ""))
             else:
-                n = len(report.problems) + len(bad) + (0 if log is None else
+                n = len(report.problems) + len(bad) + len(file_problems) + (0 if log is None else
                                                         len(log.problems) + sum(r is not None for _, r in log.results))
                 click.echo(f"校验失败：发现 {n} 处问题")
                 bad_chains = sorted({(p.campaign, p.branch) for p in report.problems})

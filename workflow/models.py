@@ -335,6 +335,27 @@ class CheckpointRow(Base):
 Index("ix_cases_campaign_deadline_id", CaseRow.campaign_id, CaseRow.deadline, CaseRow.id)
 
 
+# --- attachments (issue 16, point 6; migration 0010) --------------------------------------------------
+# The bytes are in the blob store (workflow/blobs.py) under their sha256, and each reference is inside the
+# body of the event that filed it (the truth, covered by the chain). This table indexes those references,
+# so a download finds the branches that filed a file (its scope) without reading the log.
+
+
+class AttachmentRow(Base):
+    """One file referenced by one event: the sha256, the case and event seq, the display name and type."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_sha256", "sha256"), Index("ix_attachments_case_seq", "case_id", "event_seq"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    event_seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 # --- log-in security (issue 14; migration 0005) ----------------------------------------------------
 # Server-side sessions and API tokens: the cookie or bearer holds a random secret, the table only its
 # sha256, so a stolen database does not yield a usable credential. A row is ended (never deleted at once)

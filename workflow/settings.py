@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)  # … and this long after the log-in
     cookie_secure: bool = False  # force the Secure flag on cookies (it is set anyway on https requests)
 
+    # --- attachments (issue 16): the content-addressed blob store ---------------------------------------
+    blob_url: str = ""  # empty: the folder <data_dir>/files; file:///path; s3://bucket/prefix (the [s3] extra)
+    s3_endpoint_url: str = ""  # an S3-compatible server (MinIO, Ceph …); empty: AWS
+    s3_region: str = ""
+    s3_access_key_id: str = ""  # empty: boto3's usual sources (environment, ~/.aws, instance role)
+    s3_secret_access_key: str = ""
+
     @property
     def audit_key_path(self) -> Path:
         return self.audit_key_file or self.data_dir / "audit.key"
