@@ -12,13 +12,14 @@ is still waiting when it stops early):
    with the rest of their digest and rebuilt from the plan: same Message-ID, same dedup headers, same
    Date, same bytes.
 2. **send**, outside any transaction, through the transport's :class:`~notifications.mailer.Hooks`:
-   right before each message the dispatcher makes sure it still owns every delivery in it — by its
-   lease (the expiry it set at the claim, renewed once a third of it has passed, the renewal's row
-   count confirming that every unsettled delivery is still ours), and in the database for each message
-   once a renewal or a fenced mark came back short — then builds it; right after the
-   server answered it marks that message in its own transaction, fenced by
-   ``WHERE claim_owner = me AND claim_token = …`` — a dispatcher whose claim was taken over can neither
-   send nor mark what it no longer owns.
+   right before each message the dispatcher checks in the database (one indexed read) that every
+   delivery in it is still its own and still to be sent — not taken over after the claim's expiry
+   (renewed once a third of the lease has passed), not cancelled because its case moved on — then
+   builds it (straight to bytes, :mod:`notifications.wire`); right after the server answered it marks
+   that message in its own transaction, fenced by ``WHERE claim_owner = me AND claim_token = …`` — a
+   dispatcher whose claim was taken over can neither send nor mark what it no longer owns. A delivery
+   cancelled in the instant between that check and the server's answer is marked ``sent`` all the same
+   (nobody sends a cancelled delivery again): the record never says cancelled for a message that went out.
 3. **outcomes**, per message only: sent → ``sent``; temporary (4xx, outage) → retried later with
    exponential back-off (dead after :data:`MAX_ATTEMPTS`); a recipient's 5xx or a bad address →
    ``dead``, a dead letter and a report to the organisation department; a failure of ours (a template
@@ -46,13 +47,13 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from jinja2 import TemplateError
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.directory import Directory, Recipient
 from notifications.mailer import HELD as HELD_OUTCOME
 from notifications.mailer import PERMANENT, SENT, TEMPORARY, UNSENT, Hooks, Outcome, Transport
-from notifications.models import DEAD, HELD, PENDING, DeadLetterRow, DeliveryRow, OutboxRow
+from notifications.models import CANCELLED, DEAD, HELD, PENDING, DeadLetterRow, DeliveryRow, OutboxRow
 from notifications.models import SENT as DELIVERED
 from notifications.outbox import Notice, cancel_stale, enqueue
 from notifications.render import (
@@ -77,6 +78,7 @@ FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", 
           "held_report": "alert",
           "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
 FAMILY["checkpoint"] = "checkpoint"  # signed checkpoints to the auditors (notifications/checkpoints.py, issue 11)
+FAMILY["escalation_up"] = "escalation_up"  # to the parent committee's organisation department (issue 12)
 FAMILY["objection_receipt"] = "objection_receipt"  # receipt codes of objections (notifications/receipts.py, issue 16)
 REPORTS = ("dead_report", "alert")  # families whose own failure is never reported (no report on itself)
 UNFINISHED = (PENDING, HELD)
@@ -235,10 +237,12 @@ def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_
     assert isinstance(table, Table)
     settled: set[int] = set()  # groups already marked (sent, failed, held) or released
     renewed = [claimed]  # when the claim's expiry was last computed (the claim itself, or a renewal)
-    doubt = [False]  # a fenced mark or renewal found rows no longer ours: check each message from then on
     conn = engine.connect()  # one connection for the round's hot path; each statement its own transaction
     mine = _mine_core(owner, token)
-    mark_sent = update(table).where(table.c.id.in_(bindparam("ids", expanding=True)), *mine).values(
+    # Sent wins over a cancellation that came between the check before sending and the server's answer
+    # (whoever cancelled it, nobody sends a cancelled delivery again): the record says what happened.
+    sent_fence = or_(and_(*mine), table.c.status == CANCELLED)
+    mark_sent = update(table).where(table.c.id.in_(bindparam("ids", expanding=True)), sent_fence).values(
         status=DELIVERED, sent_at=bindparam("at"), attempts=table.c.attempts + 1, message_id=bindparam("mid"),
         last_error=None, claim_owner=None, claim_token=None, claimed_until=None)
     renew = update(table).where(*mine).values(claimed_until=bindparam("until"))
@@ -250,7 +254,6 @@ def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_
             with conn.begin():
                 n = conn.execute(mark_sent, {"ids": g.ids, "at": clock(), "mid": g.mid}).rowcount
             if n != len(g.ids):
-                doubt[0] = True
                 log.warning("message %s: %d of %d deliveries were no longer ours to mark", g.mid, len(g.ids) - n,
                             len(g.ids))
             stats.messages += 1
@@ -262,29 +265,25 @@ def _round(sessions: sessionmaker[Session], transport: Transport, groups: list[_
         settled.add(i)
 
     def ours(i: int) -> bool:
-        """Whether this dispatcher still owns message ``i``'s deliveries.
+        """Whether message ``i``'s deliveries are all still this dispatcher's and still to be sent.
 
-        Nobody can take a claim over before its expiry, which this dispatcher set itself at the claim and
-        renews once a third of the lease has passed (checking, by the renewal's row count, that it still
-        holds every unsettled delivery). Within that window, and while no fenced mark came back short,
-        ownership is known without asking the database; otherwise each message is checked there.
+        Asked in the database right before each message (one indexed read on the round's connection):
+        a claim taken over after its expiry, or a delivery cancelled meanwhile because its case moved on,
+        is not sent. The claim is renewed once a third of the lease has passed, so that nobody can take it
+        over while this dispatcher works.
         """
         g = groups[i]
         if time.monotonic() - renewed[0] > lease.total_seconds() / 3:  # renew while working
             start = time.monotonic()
             with conn.begin():
-                n = conn.execute(renew, {"until": clock() + lease}).rowcount
+                conn.execute(renew, {"until": clock() + lease})
             renewed[0] = start
-            if n != sum(len(groups[j].ids) for j in range(len(groups)) if j not in settled):
-                doubt[0] = True
-        if not doubt[0]:
-            return True
         with conn.begin():
             return bool(conn.execute(owned_q, {"ids": g.ids}).scalar() == len(g.ids))
 
     def before(i: int) -> bool:
         g = groups[i]
-        if not ours(i):  # taken over, or cancelled meanwhile: not ours to send
+        if not ours(i):  # taken over, or (part of it) cancelled meanwhile: not sent, released, re-claimed
             stats.lost += 1
             return False
         try:

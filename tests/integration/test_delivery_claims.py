@@ -268,3 +268,38 @@ def test_a_dispatcher_whose_claim_was_taken_over_can_neither_send_nor_mark_what_
     with sessions() as s:
         rows = s.execute(select(DeliveryRow.status, DeliveryRow.claim_owner)).all()
     assert sorted(tuple(r) for r in rows) == [(SENT, None)] * 6
+
+
+# --- a delivery cancelled while its round is under way ---------------------------------------------
+
+@SQLITE
+def test_a_delivery_cancelled_mid_round_is_not_sent_and_one_cancelled_while_sending_is_recorded_sent(
+        sessions: sessionmaker[Session]) -> None:
+    """The case moved on (the save cancels its pending deliveries, claim released, as workflow/repository.py
+    does) right after the server accepted the round's first message: that one is recorded sent — it went
+    out — and none of the others, claimed in the same round, is sent."""
+    from sqlalchemy import update
+
+    from notifications.models import CANCELLED
+
+    keys = fill(sessions, recipients=5)
+
+    def case_moved_on() -> None:
+        if not cancelled:
+            with sessions() as s, s.begin():
+                s.execute(update(DeliveryRow).where(DeliveryRow.status == PENDING)
+                          .values(status=CANCELLED, claim_owner=None, claim_token=None, claimed_until=None))
+            cancelled.append(True)
+
+    cancelled: list[bool] = []
+    with SmtpServer() as server:
+        stats = dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10, concurrency=1),
+                         now=T0, sender=SENDER, after_send=case_moved_on)
+        again = dispatch(sessions, SmtpTransport(host="127.0.0.1", port=server.port, timeout=10),
+                         now=T0 + dt.timedelta(minutes=30), sender=SENDER)
+        got = server.per_key()
+    assert len(got) == 1 and max(got.values()) == 1 and next(iter(got))[1] in keys
+    assert stats.messages == 1 and stats.delivered == 1 and stats.lost == 4 and again.messages == 0
+    assert statuses(sessions) == {SENT: 1, CANCELLED: 4}
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(DeliveryRow).where(DeliveryRow.claim_owner.is_not(None))) == 0
