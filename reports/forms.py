@@ -11,6 +11,7 @@ the last row. Nothing here touches the database or knows about a file format.
 | ``rectification`` | 整改汇总表 | 004 附件 3 |
 | ``tasks`` | 任务清单 | 003 附件 3 |
 | ``acceptance`` | 晋位升级验收汇总表 | 001 检查验收, 003 转化率 |
+| ``movement`` | 晋位升级对比表（与上一年度比较） | issue 12 |
 """
 
 from __future__ import annotations
@@ -336,4 +337,47 @@ class Acceptance(Form):
         ]
 
 
-FORMS: dict[str, type[Form]] = {f.name: f for f in (Summary, Overview, Rectification, Tasks, Acceptance)}
+class Movement(Form):
+    """晋位升级对比表 (issue 12): this year's grade against last year's (the ``previous_grade`` the opening
+    event recorded, lineage included), per branch, with the committee's totals moved up / stayed / down."""
+
+    name = "movement"
+    label = "党支部晋位升级对比表（与上一年度比较）"
+    columns = (
+        Column(header="序号", width=6, number=True),
+        Column(header="所属党委（党总支）", width=24, wrap=True),
+        Column(header="党支部名称", width=30, wrap=True),
+        Column(header="上一年度等级", width=13),
+        Column(header="本年度等级", width=13),
+        Column(header="与上一年度相比", width=14),
+    )
+
+    def __init__(self, ctx: FormContext) -> None:
+        super().__init__(ctx)
+        self.counts: Counter[str] = Counter()
+        self.n = 0
+
+    def rows(self, snapshots: Iterable[Snapshot]) -> Iterator[Row]:
+        from workflow.yearover import grade_of_record, movement
+
+        scale = self.ctx.campaign.grading.scale
+        codes = {b.code: b.grade for b in scale.bands}
+        for n, s in enumerate(snapshots, 1):
+            self.n += 1
+            prev, now = s.state.get("previous_grade"), grade_of_record(s.state)
+            moved = movement(prev, now, scale) or UNGRADED
+            self.counts[moved] += 1
+            yield [n, _gb(s), s.name, codes.get(prev, prev) if prev else "—", codes.get(now, now) if now else UNGRADED,
+                   moved]
+
+    def footer(self) -> list[Row]:
+        from workflow.yearover import MOVEMENTS
+
+        rows = [self._pad("合计", None, "党支部总数", self.n)]
+        for label in (*MOVEMENTS, UNGRADED):
+            if self.counts[label] or label in MOVEMENTS[:3]:
+                rows.append(self._pad(None, None, label, self.counts[label]))
+        return rows
+
+
+FORMS: dict[str, type[Form]] = {f.name: f for f in (Summary, Overview, Rectification, Tasks, Acceptance, Movement)}

@@ -28,9 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from workflow.calendar import WorkingCalendar
+from workflow.calendar import for_campaign
 from workflow.campaign import Campaign, Reminders
-from workflow.errors import CalendarUnknown
 
 REMINDER = "reminder"
 ESCALATION = "escalation"
@@ -90,7 +89,7 @@ class Schedule:
     def __init__(self, campaign: Campaign) -> None:
         self.policy = campaign.reminders
         self.tz = ZoneInfo(campaign.timezone)
-        self.calendar = WorkingCalendar(holidays=campaign.calendar.holidays, workdays=campaign.calendar.workdays)
+        self.calendar = for_campaign(campaign)
         self.rungs = ladder(self.policy)
         self._working: dict[dt.date, bool] = {}
 
@@ -98,11 +97,9 @@ class Schedule:
     def is_working_day(self, day: dt.date) -> bool:
         hit = self._working.get(day)
         if hit is None:
-            try:
-                hit = self.calendar.is_working_day(day)
-            except CalendarUnknown:
-                hit = day.weekday() < 5  # a year nobody listed: the ticker must not stop, weekends still count
-            self._working[day] = hit
+            # A year nobody listed raises CalendarUnknown: never a silent Monday–Friday guess (the sweep
+            # skips such a campaign with a message, scheduler/sweep.py).
+            hit = self._working[day] = self.calendar.is_working_day(day)
         return hit
 
     def send_day(self, deadline: dt.date, rung: Rung) -> dt.date:

@@ -170,12 +170,23 @@ def campaign_export(preset: str, year: int | None) -> None:
 @campaign.command("create")
 @click.option("--preset", default=None, help="内置预设名（见 campaign presets）")
 @click.option("--file", "file_", type=click.Path(dir_okay=False), default=None, help="活动配置 TOML 文件")
-@click.option("--year", type=int, default=None, help="与 --preset 一起用：活动年份")
+@click.option("--year", type=int, default=None, help="与 --preset 或 --from 一起用：活动年份")
+@click.option("--from", "from_", default=None, help="从上一年度的活动顺延（同一党委；配置沿用，日期顺延，须复核）")
+@click.option("--code", default=None, help="与 --from 一起用：新活动编码（默认把原编码中的年份换成新年份）")
+@click.option("--calendar", "calendar_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="与 --from 一起用：含 [calendar] 一节（新年份的 holidays、workdays）的 TOML 文件")
+@click.option("--weekdays-only", is_flag=True, help="与 --from 一起用：明确选择新年份仅按周一至周五计算工作日")
+@click.option("--as", "as_email", default=None, help="操作人邮箱（记入活动变更记录）")
 @now_option
-def campaign_create(preset: str | None, file_: str | None, year: int | None, now_s: str | None) -> None:
-    """创建活动，并为每个党支部立案。"""
+def campaign_create(preset: str | None, file_: str | None, year: int | None, now_s: str | None,
+                    **from_opts: Any) -> None:
+    """创建活动，并为每个党支部立案；--from 上一年度活动 --year 年份：顺延并列出须复核的内容。"""
     from workflow.campaigns import create_campaign
 
+    if from_opts["from_"]:  # year over year (issue 12): workflow/yearover.py
+        from service.cli_years import create_from_command
+
+        return create_from_command(_ctx(), preset=preset, file_=file_, year=year, now=parse_now(now_s), **from_opts)
     if bool(preset) == bool(file_):
         raise InvalidInput("请给出 --preset 或 --file 之一")
     now = parse_now(now_s)
@@ -201,9 +212,12 @@ def campaign_list(as_json: bool) -> None:
 def campaign_show(code: str | None) -> None:
     """显示活动配置（截止日期、等级、评分标准）。"""
     from workflow.repository import campaign_of, get_campaign_row
+    from workflow.yearover import calendar_in_force
 
     with _ctx().tx() as s:
-        c = campaign_of(get_campaign_row(s, code))
+        camp_row = get_campaign_row(s, code)
+        c = campaign_of(camp_row)
+        calendar_line = calendar_in_force(s, camp_row)
     click.echo(f"{c.code}  {c.name}（{c.year} 年，{c.timezone}）")
     click.echo("截止日期：")
     for st, d in c.deadlines.items():
@@ -216,6 +230,7 @@ def campaign_show(code: str | None) -> None:
     for r in c.grading.rubrics:
         click.echo(f"评分标准“{r.name}”（{len(r.items)} 项）" + (f"适用：{', '.join(r.branch_types)}" if r.branch_types else ""))
     click.echo(f"公示期：{c.publicity.window_working_days} 个工作日；签字法定人数：{c.sign_off.quorum}")
+    click.echo(calendar_line)  # which working-day calendar is in force (issue 12)
 
 
 @campaign.command("change")
@@ -659,6 +674,7 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
 
     多个节点共用 PostgreSQL 时，只有持有咨询锁的一个节点扫描提醒；每个节点都发信（按行加锁领取）。
     """
+    import logging
     import signal
     import time
 
@@ -677,6 +693,12 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
     sched = build_scheduler(c.engine, c.settings, sweep_seconds=sweep_seconds, dispatch_seconds=dispatch_seconds)
     sched.start()
     click.echo(f"定时任务已启动：每 {sweep_seconds} 秒扫描提醒，每 {dispatch_seconds} 秒发信")
+    from service.cli_years import calendar_lines
+
+    with c.tx() as s:  # which working-day calendar each campaign runs on (issue 12), on stdout and in the log
+        for line in calendar_lines(s):
+            click.echo(line)
+            logging.getLogger("branchflow.scheduler").info(line)
     try:
         if no_web:
             try:
@@ -729,6 +751,7 @@ EXTENSIONS += ("service.cli_ballot",)  # online ballots (issue 15)
 EXTENSIONS += ("service.cli_audit",)  # Merkle log, checkpoints, proofs (issue 11)
 EXTENSIONS += ("service.cli_ops",)  # status, backup, restore (issue 9)
 EXTENSIONS += ("service.cli_security",)  # lockouts, sessions, API tokens, log-in record (issue 14)
+EXTENSIONS += ("service.cli_years",)  # year over year: grades, branch lineage (issue 12)
 
 
 def _register_extensions() -> None:

@@ -49,6 +49,11 @@ def register(cli: click.Group) -> None:
         transport = transport_for(c.settings)
         result = run_tick(c.engine, c.settings, now=now, transport=transport, campaign=campaign)
         click.echo(f"时间 {now.isoformat(timespec='minutes')}")
+        from service.cli_years import calendar_lines
+
+        with c.tx() as s:  # which working-day calendar is in force (issue 12)
+            for line in calendar_lines(s, campaign):
+                click.echo(line)
         click.echo(result.text())
         if isinstance(transport, EmlSink) and result.dispatch.messages:
             click.echo(f"未配置 SMTP：邮件已写入 {transport.folder}")

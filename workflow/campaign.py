@@ -234,10 +234,12 @@ class SignOff(_Frozen):
 
 
 class Calendar(_Frozen):
-    """Extra holidays and make-up workdays (调休) for years ``chinesecalendar`` does not know or gets wrong."""
+    """Extra holidays and make-up workdays (调休) for years ``chinesecalendar`` does not know or gets wrong;
+    ``weekdays_only`` is the explicit, recorded choice of Monday–Friday for a year nobody lists."""
 
     holidays: list[dt.date] = Field(default_factory=list)
     workdays: list[dt.date] = Field(default_factory=list)
+    weekdays_only: bool = False
 
     @model_validator(mode="after")
     def _disjoint(self) -> Calendar:

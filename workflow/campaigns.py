@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from states.base import Role, Stage
 from workflow.audit import GENESIS, canonical, chain, iso, parse_iso
+from workflow.calendar import require_known_year
 from workflow.campaign import Campaign, parse_campaign_text, preset_text
 from workflow.errors import Conflict, Forbidden, InvalidInput, TransitionRefused
 from workflow.models import Branch, CampaignChangeRow, CampaignRow, CaseRow, Committee
@@ -68,6 +69,7 @@ def create_campaign(session: Session, *, preset: str | None = None, file: str | 
     else:
         raise InvalidInput("请给出预设名或活动配置文件")
     c = parse_campaign_text(text, source=source)
+    require_known_year(c)  # a year chinesecalendar does not know needs [calendar] or weekdays_only (issue 12)
     if session.scalar(select(CampaignRow).where(CampaignRow.code == c.code)) is not None:
         raise InvalidInput(f"活动 {c.code} 已存在")
     row = CampaignRow(code=c.code, name=c.name, year=c.year, config=text, created_at=now)

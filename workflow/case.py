@@ -53,6 +53,7 @@ EVENT_LABELS: dict[str, str] = {
     "reminded": "发送提醒",
     "escalated": "逾期督促",
     "supervision_order": "下发督办令",
+    "closed": "结案（支部撤销）",
 }
 
 
@@ -79,6 +80,16 @@ def new_state(campaign_code: str, branch_code: str) -> State:
 
 def _opened(s: State, e: Event) -> None:
     s["stage_entered_at"] = e["at"]
+    p = e["payload"]
+    if "previous_grade" in p:  # year over year (issue 12): last year's grade, carried in the audited event
+        s["previous_grade"] = p["previous_grade"]
+    if p.get("start_stage"):  # a branch founded mid-campaign opens at the campaign's current stage
+        s["stage"] = p["start_stage"]
+
+
+def _closed(s: State, e: Event) -> None:
+    """The branch was dissolved: the case ends where it stands (no deadline, no reminders)."""
+    s["closed"] = {"reason": e["payload"]["reason"], "by": e["actor"], "at": e["at"]}
 
 
 def _recorded(s: State, e: Event) -> None:
@@ -194,6 +205,7 @@ APPLIERS: dict[str, Callable[[State, Event], None]] = {
     "reminded": _no_change,
     "escalated": _no_change,
     "supervision_order": _no_change,
+    "closed": _closed,
 }
 
 

@@ -3,7 +3,7 @@
 A branch's facts (the veto rules read its re-election and activity dates and the secretary-violation
 flag), a person with their roles (who may act; committee membership makes the quorum), a general branch
 and a committee are *subjects* (``branch:B001``, ``person:a@b.cn``, ``general_branch:GB1``,
-``committee:C1``). Every change made through branchflow (import, ``person add``) appends an event to that
+``committee:C1``, and ``lineage:ID`` for a branch reorganised, issue 12). Every change made through branchflow (import, ``person add``) appends an event to that
 subject's chain whose body is the canonical JSON snapshot of the subject after the change:
 
     body = canonical({"subject", "kind", "at", "actor", "data"})   hash = sha256(prev_hash ‖ body)
@@ -24,9 +24,18 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from workflow.audit import GENESIS, canonical, chain, iso
-from workflow.models import Branch, Committee, GeneralBranch, MasterEventRow, Person, RoleAssignment
+from workflow.models import (
+    Branch,
+    BranchLineageRow,
+    CampaignRow,
+    Committee,
+    GeneralBranch,
+    MasterEventRow,
+    Person,
+    RoleAssignment,
+)
 
-KINDS = ("committee", "general_branch", "branch", "person")
+KINDS = ("committee", "general_branch", "branch", "person", "lineage")
 IMPORT_ACTOR = "(导入)"
 BASELINE_ACTOR = "(启用审计日志时的既有数据)"
 CHUNK = 900  # under SQLite's bound-parameter limit
@@ -65,14 +74,24 @@ def snapshots(session: Session, wanted: set[str] | None = None) -> Iterator[tupl
     for r in session.execute(select(Branch.code, Branch.name, Branch.branch_type, Branch.committee_id,
                                     Branch.general_branch_id, Branch.secretary_name, Branch.secretary_email,
                                     Branch.member_count, Branch.last_reelection, Branch.last_activity,
-                                    Branch.secretary_violation)):
-        yield f"branch:{r.code}", {
+                                    Branch.secretary_violation, Branch.dissolved_on)):
+        data = {
             "code": r.code, "name": r.name, "branch_type": r.branch_type,
             "committee": committees.get(r.committee_id),
             "general_branch": gbs.get(r.general_branch_id) if r.general_branch_id is not None else None,
             "secretary_name": r.secretary_name, "secretary_email": r.secretary_email,
             "member_count": r.member_count, "last_reelection": _date(r.last_reelection),
             "last_activity": _date(r.last_activity), "secretary_violation": bool(r.secretary_violation),
+        }
+        if r.dissolved_on is not None:  # only when set, so snapshots recorded before issue 12 still match
+            data["dissolved_on"] = _date(r.dissolved_on)
+        yield f"branch:{r.code}", data
+    campaigns: dict[int, str] = {i: c for i, c in session.execute(select(CampaignRow.id, CampaignRow.code))}
+    for lr in session.execute(select(BranchLineageRow).order_by(BranchLineageRow.id)).scalars():
+        yield f"lineage:{lr.id}", {  # a branch split, merged, renamed, dissolved or founded (workflow/lineage.py)
+            "kind": lr.kind, "from": lr.from_code, "to": lr.to_code, "committee": committees.get(lr.committee_id),
+            "campaign": campaigns.get(lr.campaign_id) if lr.campaign_id is not None else None,
+            "at": iso(lr.at), "actor": lr.actor, "reason": lr.reason,
         }
     roles: dict[int, list[list[str]]] = {}
     for pid, role, scope in session.execute(

@@ -337,7 +337,7 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
 
 def effective_deadline(campaign: Campaign, state: State) -> dt.date | None:
     stage = Stage(state["stage"])
-    if stage is Stage.accepted:
+    if stage is Stage.accepted or state.get("closed"):  # a closed case (dissolved branch) is due nothing
         return None
     override = state.get("deadlines", {}).get(stage.value)
     if override:
@@ -411,23 +411,39 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
 
 
 def open_cases(session: Session, campaign_row: CampaignRow, branches: list[tuple[int, str]], *,
-               at: dt.datetime, actor: str = "system") -> int:
+               at: dt.datetime, actor: str = "system", start: dict[str, Any] | None = None) -> int:
     """Open the cases of ``branches`` (id, code) in the campaign, each with its chained ``opened`` event.
 
+    In a campaign opened from last year's (``previous_id``) the event carries each branch's previous grade
+    and where it comes from (workflow/yearover.py, lineage included); ``start`` (``start_stage``,
+    ``start_reason``) opens a branch founded mid-campaign at the campaign's current stage.
     Written as two multi-row INSERTs (cases, then events) rather than a flush per case.
     """
     if not branches:
         return 0
     campaign = campaign_of(campaign_row)
+    previous: dict[str, dict[str, Any]] = {}
+    if campaign_row.previous_id is not None:
+        from workflow.yearover import previous_grades
+
+        previous = previous_grades(session, campaign_row, [c for _, c in branches])
     rows = []
     events = []
     for branch_id, code in branches:
         state = new_state(campaign_row.code, code)
-        event = {"kind": "opened", "at": iso(at), "actor": actor, "stage": Stage.survey.value,
-                 "payload": {"campaign": campaign_row.code, "branch": code}}
+        payload: dict[str, Any] = {"campaign": campaign_row.code, "branch": code}
+        if campaign_row.previous_id is not None:
+            prev = previous.get(code, {})
+            payload["previous_grade"] = prev.get("grade")
+            payload["previous"] = prev.get("detail", {"sources": [], "rule": "无上一年度记录（新建支部）"})
+        if start:
+            payload.update(start)
+        event = {"kind": "opened", "at": iso(at), "actor": actor,
+                 "stage": str((start or {}).get("start_stage", Stage.survey.value)), "payload": payload}
         apply(state, event, in_place=True)
         rows.append({"campaign_id": campaign_row.id, "branch_id": branch_id, "stage": state["stage"], "grade": None,
-                     "deadline": effective_deadline(campaign, state), "state": state, "version": 1, "updated_at": at})
+                     "deadline": effective_deadline(campaign, state), "state": state, "version": 1, "updated_at": at,
+                     "previous_grade": state.get("previous_grade")})
         events.append(canonical(event))
     session.execute(insert(CaseRow), rows)
     ids = dict(session.execute(

@@ -467,9 +467,14 @@ def open_missing_cases(session: Session, campaign_code: str | None, *, now: dt.d
     from workflow.repository import get_campaign_row, open_cases
 
     camp = get_campaign_row(session, campaign_code)
+    from workflow.calendar import require_known_year
+    from workflow.repository import campaign_of
+
+    require_known_year(campaign_of(camp))  # never open a campaign on a guessed calendar (issue 12)
     session.flush()
     have = select(CaseRow.branch_id).where(CaseRow.campaign_id == camp.id)
-    todo = session.execute(select(Branch.id, Branch.code).where(Branch.id.not_in(have)).order_by(Branch.code)).tuples().all()
+    todo = session.execute(select(Branch.id, Branch.code).where(Branch.id.not_in(have), Branch.dissolved_on.is_(None))
+                           .order_by(Branch.code)).tuples().all()
     n = 0
     for lo in range(0, len(todo), 5000):
         n += open_cases(session, camp, list(todo[lo: lo + 5000]), at=now)
