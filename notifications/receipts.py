@@ -17,6 +17,7 @@ from notifications.models import CANCELLED, DEAD, SENT, DeliveryRow, OutboxRow
 from notifications.outbox import Notice, enqueue
 from workflow import objections
 from workflow.repository import LoadedCase
+from workflow.service import Actor
 
 KIND = "objection_receipt"
 
@@ -28,10 +29,25 @@ def enqueue_receipt(session: Session, case: LoadedCase, code: str, recipient: Re
         return
     oid = case.state["objections"][-1]["id"]
     ctx = {"branch_name": case.branch.name, "campaign_name": case.campaign.name, "objection_id": oid,
-           "code": objections.grouped(code), "link": f"{base_url.rstrip('/')}/objections/receipt"}
+           "code": objections.grouped(code), "link": f"{base_url.rstrip('/')}/objections/receipt"}  # no base URL: the page's path
     enqueue(session, [Notice(key=f"{KIND}/{case.campaign.code}/{case.branch.code}/{oid}", campaign_id=case.campaign_row.id,
                              kind=KIND, rung="receipt", due_at=now, context=ctx, recipients=[recipient],
                              branch_code=case.branch.code, stage=case.stage.value)], now=now)
+
+
+def lodge(session: Session, branch: str, actor: Actor, text: str, *, now: dt.datetime, campaign: str | None = None,
+          base_url: str = "") -> tuple[LoadedCase, str]:
+    """Lodge the objection (workflow.objections.lodge) and mail its receipt code to the objector; returns
+    the case and the code, which the edge shows once."""
+    case, code = objections.lodge(session, branch, actor, text, now=now, campaign=campaign)
+    enqueue_receipt(session, case, code, Recipient(email=actor.email, name=actor.name), base_url=base_url, now=now)
+    return case, code
+
+
+def shown(case: LoadedCase, code: str) -> str:
+    """The sentence that shows the receipt code once, after lodging."""
+    return (f"已登记异议 #{case.state['objections'][-1]['id']}，组织部将核实处理。回执码：{objections.grouped(code)}"
+            "（只显示这一次，请记下；凭回执码可在“异议查询”页面查看处理结果，回执码也已发到您的邮箱）")
 
 
 def scrub(session: Session) -> int:

@@ -339,8 +339,18 @@ class ObjectionRequest(BaseModel):
 
 @router.post("/branches/{code}/objections", response_model=Acted, tags=["办理"], summary="对公示结果提出异议")
 def objection(code: str, body: ObjectionRequest, request: Request, token: Token, campaign: CampaignQ = None) -> Acted:
-    case = _act(request, token, code, service.lodge_objection, public=True, text=body.text, campaign=campaign)
-    return _acted(case, f"已登记异议 #{case.state['objections'][-1]['id']}")
+    from notifications import receipts  # the objector's receipt code, shown once (issue 16, point 5)
+
+    got: list[str] = []
+
+    def lodge(s: Session, branch: str, actor: Actor, *, now: dt.datetime, text: str, campaign: str | None) -> LoadedCase:
+        case, receipt = receipts.lodge(s, branch, actor, text, now=now, campaign=campaign,
+                                       base_url=str(request.base_url))
+        got.append(receipt)
+        return case
+
+    case = _act(request, token, code, lodge, public=True, text=body.text, campaign=campaign)
+    return _acted(case, receipts.shown(case, got[0]))
 
 
 class ResolveRequest(BaseModel):

@@ -84,6 +84,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(web.router)
     from service import ballot_pages  # online ballots (issue 15)
     app.include_router(ballot_pages.router)
+    from service import api_bulk  # bulk actions over the API (issue 16)
+    app.include_router(api_bulk.router)
     from service import api_audit  # checkpoints and proofs of the Merkle log (issue 11)
     app.include_router(api_audit.router)
     from service import audit_log_pages  # the audit page's Merkle-log part (issue 11)

@@ -13,7 +13,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.pages import audit, branch, committee, dashboard, login, publicity, reports, todo
+from service.pages import (  # issue 16, points 4 and 5: bulk, lists, notices, objections
+    audit,
+    branch,
+    bulk,
+    committee,
+    dashboard,
+    lists,
+    login,
+    notices,
+    objections,
+    publicity,
+    reports,
+    todo,
+)
 from service.pages.branch import ACTIONS, FIELD_WORDS, invalid_fields, perform, stage_data
 from service.pages.common import (
     FIELD_LABELS,
@@ -41,5 +54,5 @@ __all__ = [
 ]
 
 router = APIRouter(include_in_schema=False)
-for _area in (login, todo, dashboard, branch, committee, publicity, audit, reports):
+for _area in (login, todo, dashboard, branch, committee, publicity, audit, reports, lists, bulk, notices, objections):
     router.include_router(_area.router)

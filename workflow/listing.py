@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from states.base import Stage
-from workflow.models import Branch, CaseRow, Committee, GeneralBranch
+from workflow.models import Branch, CampaignRow, CaseRow, Committee, GeneralBranch
 from workflow.repository import campaign_of, get_campaign_row
 
 SORTS = {"code": "编码", "stage": "环节", "deadline": "截止日期", "grade": "等级", "score": "得分"}
@@ -104,9 +104,10 @@ def _like(text: str) -> str:
 
 
 def search(session: Session, query: ListQuery, *, now: dt.datetime, scope: Any = None,
-           campaign: str | None = None) -> ListPage:
-    """One page of the campaign's cases matching ``query`` within ``scope`` (None: every branch)."""
-    camp_row = get_campaign_row(session, campaign)
+           campaign: str | None = None, campaign_row: CampaignRow | None = None) -> ListPage:
+    """One page of the campaign's cases matching ``query`` within ``scope`` (None: every branch); the
+    campaign is ``campaign_row``, else the one coded ``campaign``, else the newest."""
+    camp_row = campaign_row or get_campaign_row(session, campaign)
     camp = campaign_of(camp_row)
     scale = camp.grading.scale
     today = now.astimezone(camp.tz).date()

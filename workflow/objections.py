@@ -30,7 +30,15 @@ from states.base import Stage
 from workflow import service
 from workflow.ballots import client_network
 from workflow.errors import BranchflowError, NotFound
-from workflow.models import Branch, CaseRow, Committee, GeneralBranch, ObjectionReceiptRow, ReceiptAttemptRow
+from workflow.models import (
+    Branch,
+    CampaignRow,
+    CaseRow,
+    Committee,
+    GeneralBranch,
+    ObjectionReceiptRow,
+    ReceiptAttemptRow,
+)
 from workflow.repository import LoadedCase, get_campaign_row
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0 O 1 I
@@ -152,8 +160,6 @@ def follow(session: Session, code: str, *, now: dt.datetime, client: str | None 
     case = session.get(CaseRow, row.case_id)
     assert case is not None
     branch = session.get(Branch, case.branch_id)
-    from workflow.models import CampaignRow
-
     camp = session.get(CampaignRow, case.campaign_id)
     assert branch is not None and camp is not None
     c = campaign_of(camp)
@@ -171,8 +177,8 @@ def follow(session: Session, code: str, *, now: dt.datetime, client: str | None 
 
 # --- the organisation department's queue ----------------------------------------------------------------
 
-def _publicity_cases(session: Session, scope: Any, campaign: str | None) -> Any:
-    camp = get_campaign_row(session, campaign)
+def _publicity_cases(session: Session, scope: Any, campaign: str | None, campaign_row: CampaignRow | None) -> Any:
+    camp = campaign_row or get_campaign_row(session, campaign)
     q = (select(CaseRow.state, Branch.code, Branch.name, GeneralBranch.name.label("gb_name"))
          .select_from(CaseRow).join(Branch, Branch.id == CaseRow.branch_id)
          .join(Committee, Committee.id == Branch.committee_id)
@@ -184,10 +190,11 @@ def _publicity_cases(session: Session, scope: Any, campaign: str | None) -> Any:
     return session.execute(q)
 
 
-def queue(session: Session, *, now: dt.datetime, scope: Any = None, campaign: str | None = None) -> list[dict[str, Any]]:
+def queue(session: Session, *, now: dt.datetime, scope: Any = None, campaign: str | None = None,
+          campaign_row: CampaignRow | None = None) -> list[dict[str, Any]]:
     """The open objections of the branches in publicity within ``scope``, oldest first (no objector)."""
     out = []
-    for r in _publicity_cases(session, scope, campaign):
+    for r in _publicity_cases(session, scope, campaign, campaign_row):
         pub = r.state.get("publicity") or {}
         for o in r.state["objections"]:
             if o["status"] != "open":
@@ -200,7 +207,8 @@ def queue(session: Session, *, now: dt.datetime, scope: Any = None, campaign: st
     return out
 
 
-def open_count(session: Session, *, scope: Any = None, campaign: str | None = None) -> int:
+def open_count(session: Session, *, scope: Any = None, campaign: str | None = None,
+               campaign_row: CampaignRow | None = None) -> int:
     """How many objections are open within ``scope`` (publicity-stage cases only: through the stage index)."""
-    return sum(1 for r in _publicity_cases(session, scope, campaign)
+    return sum(1 for r in _publicity_cases(session, scope, campaign, campaign_row)
                for o in r.state["objections"] if o["status"] == "open")

@@ -247,8 +247,10 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
         case = service.publish(s, code, actor, now=now, start=d)
         return f"已发布公示：{case.state['publicity']['start']} 至 {case.state['publicity']['end']}"
     if action == "object":
-        case = service.lodge_objection(s, code, actor, _f(form, "text"), now=now)
-        return f"已登记异议 #{case.state['objections'][-1]['id']}，组织部将核实处理"
+        from notifications import receipts  # the objector's receipt code (issue 16, point 5)
+
+        case, receipt = receipts.lodge(s, code, actor, _f(form, "text"), now=now)  # scope checked above (public)
+        return receipts.shown(case, receipt)
     if action == "resolve":
         oid = _number(form, "objection", "异议编号", integer=True)
         verdict = _f(form, "verdict")

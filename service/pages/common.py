@@ -70,11 +70,25 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200,
     binding = csrf_binding(request.cookies.get(SESSION_COOKIE), nonce)  # as _form will compute it
     base = {"request": request, "me": actor, "csrf": rt.signer.csrf_for(binding or ""), "roles": _role_flags(actor),
             "now_local": rt.clock().astimezone(TZ), "error": None, "notice": _notice(request),
-            "ROLE_LABELS": ROLE_LABELS}
+            "ROLE_LABELS": ROLE_LABELS, "nav": _nav(request, actor)}
     resp = templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
     if new:
         resp.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", path="/", secure=cookie_secure(request))
     return resp
+
+
+def _nav(request: Request, actor: Actor | None) -> dict[str, int]:
+    """The navigation's counts (service/pages/nav.py), read in a transaction of their own."""
+    from service.pages import nav
+
+    if actor is None:
+        return dict(nav.ZERO)
+    rt = runtime(request)
+    try:
+        with rt.tx() as s:
+            return nav.counts(s, actor, rt.clock())
+    except BranchflowError:
+        return dict(nav.ZERO)
 
 
 def redirect_with_notice(request: Request, target: str, text: str) -> Response:
@@ -98,6 +112,8 @@ def _role_flags(actor: Actor | None) -> dict[str, bool]:
         "committee": bool(kinds & {Role.committee_member, Role.org_department}),
         "audit": bool(kinds & {Role.auditor, Role.committee_member, Role.org_department}),
         "auditor_only": kinds == {Role.auditor},
+        "objections": bool(kinds & {Role.org_department, Role.auditor}),  # the objection queue (issue 16)
+        "bulk": bool(kinds & {Role.org_department, Role.committee_member, Role.general_branch_secretary}),
     }
 
 

@@ -27,6 +27,8 @@ from workflow.repository import campaign_of, get_campaign_row
 
 router = APIRouter(include_in_schema=False)
 
+# The list of branches (/branches) is in service/pages/lists.py (issue 16).
+
 # --- dashboard --------------------------------------------------------------------------------------
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request) -> Response:
@@ -78,19 +80,3 @@ def dashboard(request: Request) -> Response:
         "gb_rows": [{"code": k, **v, "where": "、".join(f"{Stage(st).label} {n}" for st, n in sorted(
             v["stages"].items(), key=lambda x: Stage(x[0]).number))} for k, v in sorted(per_gb.items())],
     }, actor=actor)
-
-
-@router.get("/branches", response_class=HTMLResponse)
-def branches_page(request: Request) -> Response:
-    rt = runtime(request)
-    now = rt.clock()
-    qp = request.query_params
-    stage = qp.get("stage") or None
-    if stage and stage not in {s.value for s in Stage}:
-        stage = None
-    with rt.tx() as s:
-        actor = _page_actor(rt, s, request)
-        rows = visible_cases(s, actor, now=now, stage=stage, general_branch=qp.get("general_branch") or None,
-                             overdue=True if qp.get("overdue") else None, limit=500)
-    return render(request, "branches.html", {"rows": rows, "stage": stage, "stages": list(Stage),
-                                             "overdue": bool(qp.get("overdue"))}, actor=actor)

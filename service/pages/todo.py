@@ -51,7 +51,11 @@ def _todo(s: Session, actor: Actor, now: dt.datetime) -> list[dict[str, Any]]:
                 days = (deadline - today).days if deadline else None
                 out[(r["code"], what)] = {**r, "what": what, "role_label": ROLE_LABELS[role], "days_left": days,
                                           "due_soon": days is not None and 0 <= days <= soon}
-    return sorted(out.values(), key=lambda t: (t["deadline"] or "9999", t["code"]))
+    from service.pages.nav import overdue_and_objections  # overdue work and open objections (issue 16)
+
+    for t in overdue_and_objections(s, actor, now):
+        out.setdefault((t["code"], t["what"]), t)
+    return sorted(out.values(), key=lambda t: (not t.get("objection"), t["deadline"] or "9999", t["code"]))
 
 
 def _what_is_owed(s: Session, actor: Actor, role: Role, stage: Stage, row: dict[str, Any]) -> str | None:

@@ -120,6 +120,11 @@ UNSCOPED = {
     ("GET", "/v"), ("GET", "/v/{code}"), ("POST", "/v"), ("GET", "/branches/{code}/ballot"),
     ("POST", "/branches/{code}/ballot"), ("GET", "/ballots/{ballot_id}/export.{fmt}"),
     ("GET", "/api/ballots/{ballot_id}"),
+    # issue 16 (points 4, 5): branches in the body, answered per branch (out of scope as unknown: their
+    # own tests in tests/acceptance/test_pages_work.py); the person's own notices; the objection queue
+    # (organisation department and auditors); the receipt look-up (by code, rate-limited)
+    ("POST", "/bulk"), ("POST", "/api/bulk/{action}"), ("GET", "/notices"), ("GET", "/objections"),
+    ("GET", "/objections/receipt"), ("POST", "/objections/receipt"),
 }
 
 

@@ -174,6 +174,7 @@ def test_the_openapi_schema_lists_every_endpoint(site: Site) -> None:
         "/api/reports", "/api/reports/{name}", "/api/charts/{name}.svg",
         "/api/audit/checkpoint", "/api/audit/checkpoints", "/api/audit/proof/{branch}/{seq}",
         "/api/audit/consistency",
+        "/api/bulk/{action}",  # issue 16: bulk actions
     }
 
 

@@ -1,0 +1,35 @@
+"""The bulk actions as both edges run them (issue 16, point 4): the page ``POST /bulk`` and the API
+``POST /api/bulk/{action}`` call :func:`run` — the action's registry (workflow.bulk + notifications.manual),
+the reading rules before anything else on each branch (a branch outside the person's scope answers exactly
+as an unknown code), read-only auditors refused, then the use case in the branch's own transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session
+
+from notifications.manual import BULK_ACTIONS
+from service.app import Runtime
+from service.auth import require_see
+from states.base import Role
+from workflow import bulk
+from workflow.errors import Forbidden, NotFound
+from workflow.service import Actor
+
+
+def see(s: Session, actor: Actor, code: str) -> None:
+    """The person may see the branch (else: as unknown) and is not a read-only auditor."""
+    require_see(s, actor, code)
+    if {r for r, _ in actor.roles} == {Role.auditor}:
+        raise Forbidden(f"{actor.name} 是审计人员，只能查看，不能修改任何数据")
+
+
+def run(rt: Runtime, actor: Actor, action: str, codes: Iterable[str], *,
+        now: dt.datetime) -> tuple[str, list[bulk.BranchResult]]:
+    """(the action's Chinese label, one result per branch); :class:`NotFound` for an unknown action."""
+    if action not in BULK_ACTIONS:
+        raise NotFound(f"没有批量操作 {action[:32]!r}；可用：{'、'.join(BULK_ACTIONS)}")
+    label, fn = BULK_ACTIONS[action]
+    return label, bulk.run(rt.tx, actor, fn, codes, now=now, see=see)
