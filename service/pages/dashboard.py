@@ -24,6 +24,7 @@ from service.pages.scope import _scope_clause
 from states.base import Stage
 from workflow.models import Branch, CaseRow, Committee, GeneralBranch
 from workflow.repository import campaign_of, get_campaign_row
+from workflow.yearover import calendar_in_force
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,12 +70,13 @@ def dashboard(request: Request) -> Response:
                 g["accepted"] += r.n
         overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
         charts = reports_charts.dashboard_svgs(s, camp_row, now) if sees_everything(s, actor) else {}
+        calendar_line = calendar_in_force(s, camp_row)  # which working-day calendar is in force (issue 12)
     total = sum(stages.values())
     stage_rows: list[dict[str, Any]] = [{"stage": st, "label": st.label, "n": stages.get(st.value, 0), "late": late.get(st.value, 0)}
                   for st in Stage]
     grade_rows: list[dict[str, Any]] = [{"code": b.code, "label": b.grade, "n": grades.get(b.code, 0)} for b in camp.grading.scale.bands]
     return render(request, "dashboard.html", {
-        "campaign": camp, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
+        "campaign": camp, "calendar_line": calendar_line, "total": total, "stage_rows": stage_rows, "grade_rows": grade_rows,
         "max_stage": max([r["n"] for r in stage_rows] + [1]), "max_grade": max([r["n"] for r in grade_rows] + [1]),
         "overdue_total": sum(late.values()), "overdue": overdue, "charts": list(charts.values()),
         "gb_rows": [{"code": k, **v, "where": "、".join(f"{Stage(st).label} {n}" for st, n in sorted(

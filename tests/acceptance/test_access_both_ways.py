@@ -98,6 +98,8 @@ SCOPED: dict[tuple[str, str], Probe] = {
     ("GET", "/api/outbox"): Probe("/api/outbox?branch={b}"),
     ("GET", "/api/reports/{name}"): Probe("/api/reports/summary?format=csv&general_branch={g}"),
     ("GET", "/branches/{code}"): Probe("/branches/{b}"),
+    ("GET", "/branches/{code}/grades"): Probe("/branches/{b}/grades"),  # grade history (issue 12)
+    ("GET", "/api/branches/{code}/grades"): Probe("/api/branches/{b}/grades"),
     ("POST", "/branches/{code}"): Probe("/branches/{b}", {"action": "extend", "deadline": "2026-05-01",
                                                           "reason": "支部换届，延期办理。"}, form=True),
     ("GET", "/reports/{file}"): Probe("/reports/summary.csv?general_branch={g}"),

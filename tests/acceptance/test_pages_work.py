@@ -113,6 +113,9 @@ def test_the_to_do_list_has_overdue_work_and_open_objections_with_counts(site: S
     assert "其中已逾期 3 项" in todo.text and "待处理异议 1 项" in todo.text
     assert '逾期 <span class="badge late">3</span>' in todo.text
     assert re.search(r'异议 <span class="badge late">1</span>', todo.text)
+    dash = site.page_client("org").get("/dashboard").text
+    assert 'id="stat-objections"><b>1</b><a href="/objections">待处理异议</a>' in dash
+    assert 'href="/branches?overdue=1&amp;sort=deadline"' in dash
     # the queue: the organisation department and auditors only; nobody sees who objected
     q = site.page_client("org").get("/objections")
     assert q.status_code == 200 and "该支部自评分偏高" in q.text and "sec3" not in q.text
