@@ -53,7 +53,14 @@ def _append_change(session: Session, row: CampaignRow, *, kind: str, actor: str,
 
 
 def create_campaign(session: Session, *, preset: str | None = None, file: str | Path | None = None,
-                    year: int | None = None, now: dt.datetime, actor: str = "system") -> tuple[CampaignRow, int]:
+                    year: int | None = None, now: dt.datetime, actor: str = "system", committee: str | None = None,
+                    code: str | None = None) -> tuple[CampaignRow, int]:
+    """Create a campaign of ``committee`` (required when several committees exist; the only one by default)
+    and open a case for each of that committee's branches. One campaign per committee and year; ``code``
+    replaces the configuration's code (two committees running one preset in one year need two codes)."""
+    from workflow.tenancy import campaign_owner
+
+    owner = campaign_owner(session, committee)
     if preset:
         text = preset_text(preset, year=year)
         source = f"preset:{preset}"
@@ -68,11 +75,15 @@ def create_campaign(session: Session, *, preset: str | None = None, file: str | 
         source = str(p)
     else:
         raise InvalidInput("请给出预设名或活动配置文件")
+    if code:
+        text = _with_code(text, code)
     c = parse_campaign_text(text, source=source)
     require_known_year(c)  # a year chinesecalendar does not know needs [calendar] or weekdays_only (issue 12)
-    if session.scalar(select(CampaignRow).where(CampaignRow.code == c.code)) is not None:
-        raise InvalidInput(f"活动 {c.code} 已存在")
-    row = CampaignRow(code=c.code, name=c.name, year=c.year, config=text, created_at=now)
+    from workflow.tenancy import check_new_campaign
+
+    check_new_campaign(session, owner, code=c.code, year=c.year)
+    row = CampaignRow(code=c.code, name=c.name, year=c.year, config=text, created_at=now,
+                      committee_id=owner.id if owner else None)
     session.add(row)
     session.flush()
     _append_change(session, row, kind="created", actor=actor, at=now,
@@ -81,7 +92,28 @@ def create_campaign(session: Session, *, preset: str | None = None, file: str | 
     return row, opened
 
 
-def _require_org(actor: Actor) -> None:
+def _with_code(text: str, code: str) -> str:
+    import re
+
+    from workflow import limits
+
+    limits.require(limits.check_code(code, "活动编码"))
+    out, n = re.subn(r'(?m)^code\s*=\s*"[^"\n]*"', f'code = "{code}"', text, count=1)
+    if n != 1:
+        raise InvalidInput("活动配置中找不到 code 字段，无法改用 --code 给出的编码")
+    return out
+
+
+def _require_org(actor: Actor, session: Session | None = None, row: CampaignRow | None = None) -> None:
+    """Only the organisation department of the campaign's own committee changes it (issue 12): a parent
+    committee's department reads its children's campaigns but never changes them."""
+    from workflow.tenancy import may_change
+
+    if row is not None and session is not None:
+        if not may_change(session, actor, row):
+            raise Forbidden(f"{actor.name}（{actor.email}）无权修改活动 {row.code} 的配置；"
+                            "可执行该操作的角色：本活动所属党委的组织部")
+        return
     if not actor.has_role(Role.org_department):
         raise Forbidden(f"{actor.name}（{actor.email}）无权修改活动配置；可执行该操作的角色：组织部")
 
@@ -141,7 +173,8 @@ def change_campaign(session: Session, actor: Actor, text: str, reason: str, *, n
     _require_org(actor)
     if len(reason.strip()) < 2:
         raise InvalidInput("修改活动配置须写明理由")
-    row = get_campaign_row(session, campaign)
+    row = _campaign_of_actor(session, actor, campaign)
+    _require_org(actor, session, row)
     old = campaign_of(row)
     new = parse_campaign_text(text, source="新配置")
     for field in ("code", "year", "timezone"):
@@ -189,7 +222,9 @@ def extend_all(session: Session, actor: Actor, stage: Stage, until: dt.date, rea
     """Move one stage's deadline for every branch (an audited campaign change)."""
     import re
 
-    row = get_campaign_row(session, campaign)
+    _require_org(actor)
+    row = _campaign_of_actor(session, actor, campaign)
+    _require_org(actor, session, row)
     old = campaign_of(row)
     if stage is Stage.accepted:
         raise InvalidInput("“accepted”是终态，没有截止日期")
@@ -204,6 +239,14 @@ def extend_all(session: Session, actor: Actor, stage: Stage, until: dt.date, rea
     if until == current:
         raise InvalidInput(f"“{stage.label}”的截止日期已是 {until}")
     return change_campaign(session, actor, text, reason, now=now, campaign=row.code, kind="deadline_extended")
+
+
+def _campaign_of_actor(session: Session, actor: Actor, code: str | None) -> CampaignRow:
+    """The campaign named (hidden like an unknown one when outside the actor's reading scope), or the
+    actor's own committee's latest."""
+    from workflow.tenancy import campaign_for
+
+    return campaign_for(session, actor, code)
 
 
 def changes(session: Session, campaign: str | None = None) -> list[dict[str, Any]]:

@@ -42,17 +42,18 @@ def campaign_of(row: CampaignRow) -> Campaign:
     return _parse_cached(row.code, row.config)
 
 
-def get_campaign_row(session: Session, code: str | None = None) -> CampaignRow:
-    """The campaign with ``code``, or the newest one when no code is given."""
+def get_campaign_row(session: Session, code: str | None = None, *, committee_id: int | None = None) -> CampaignRow:
+    """The campaign with ``code``; with no code, the newest of ``committee_id`` — or, with no committee
+    either, the newest of all when no two committees have campaigns of their own, else
+    :class:`workflow.tenancy.CampaignAmbiguous` (issue 12)."""
     if code:
         row = session.scalar(select(CampaignRow).where(CampaignRow.code == code))
         if row is None:
             raise NotFound(f"找不到活动 {code!r}")
         return row
-    row = session.scalar(select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()).limit(1))
-    if row is None:
-        raise NotFound("还没有任何活动：请先用 `branchflow campaign create` 创建")
-    return row
+    from workflow.tenancy import latest_campaign
+
+    return latest_campaign(session, committee_id=committee_id)
 
 
 def get_branch(session: Session, code: str) -> Branch:
@@ -194,7 +195,9 @@ _LOAD_SELECT = (
     "LEFT JOIN events e ON e.case_id = c.id AND e.seq = c.version "
     "WHERE b.code = {p} AND "
 )
-_LATEST = "c.campaign_id = (SELECT id FROM campaigns ORDER BY year DESC, id DESC LIMIT 1)"
+# the latest campaign of the branch's own committee (or a pre-tenancy one, which covers every committee)
+_LATEST = ("c.campaign_id = (SELECT l.id FROM campaigns l WHERE l.committee_id = b.committee_id "
+           "OR l.committee_id IS NULL ORDER BY l.year DESC, l.id DESC LIMIT 1)")
 _EVENT_COLS = "(case_id, seq, kind, at, actor, body, prev_hash, hash)"
 
 
@@ -306,8 +309,8 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
     r = cur.fetchone()
     cur.close()
     if r is None:
-        camp_row = get_campaign_row(session, campaign_code)  # raises NotFound naming what is missing
-        get_branch(session, branch_code)
+        known = get_branch(session, branch_code)  # raises NotFound naming what is missing
+        camp_row = get_campaign_row(session, campaign_code, committee_id=known.committee_id)
         raise NotFound(f"党支部 {branch_code} 在活动 {camp_row.code} 中没有立案")
     # decoded once: the projection's row and the loaded case share it (nobody else holds it, so append
     # changes it in place; the row's stage and deadline stay the loaded ones, to see what the save moved)

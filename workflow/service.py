@@ -473,8 +473,10 @@ def open_missing_cases(session: Session, campaign_code: str | None, *, now: dt.d
     require_known_year(campaign_of(camp))  # never open a campaign on a guessed calendar (issue 12)
     session.flush()
     have = select(CaseRow.branch_id).where(CaseRow.campaign_id == camp.id)
-    todo = session.execute(select(Branch.id, Branch.code).where(Branch.id.not_in(have), Branch.dissolved_on.is_(None))
-                           .order_by(Branch.code)).tuples().all()
+    q = select(Branch.id, Branch.code).where(Branch.id.not_in(have), Branch.dissolved_on.is_(None))
+    if camp.committee_id is not None:  # a committee's campaign covers that committee's branches only (issue 12)
+        q = q.where(Branch.committee_id == camp.committee_id)
+    todo = session.execute(q.order_by(Branch.code)).tuples().all()
     n = 0
     for lo in range(0, len(todo), 5000):
         n += open_cases(session, camp, list(todo[lo: lo + 5000]), at=now)

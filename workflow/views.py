@@ -82,16 +82,17 @@ def show(session: Session, branch: str, *, now: dt.datetime, campaign: str | Non
 
 def list_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
                general_branch: str | None = None, grade: str | None = None, overdue: bool | None = None,
-               limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+               limit: int | None = None, offset: int = 0, where: Any = None) -> list[dict[str, Any]]:
     return list(iter_cases(session, now=now, campaign=campaign, stage=stage, general_branch=general_branch,
-                           grade=grade, overdue=overdue, limit=limit, offset=offset))
+                           grade=grade, overdue=overdue, limit=limit, offset=offset, where=where))
 
 
 def iter_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
                general_branch: str | None = None, grade: str | None = None, overdue: bool | None = None,
-               limit: int | None = None, offset: int = 0) -> Iterator[dict[str, Any]]:
+               limit: int | None = None, offset: int = 0, where: Any = None) -> Iterator[dict[str, Any]]:
     """The rows of :func:`list_cases` one by one, streamed from the database (a server-side cursor on
-    PostgreSQL), so a caller that writes as it goes holds one page of rows, whatever the number of branches."""
+    PostgreSQL), so a caller that writes as it goes holds one page of rows, whatever the number of branches.
+    ``where`` is a condition on ``branches`` (the reader's scope, :func:`workflow.tenancy.branch_clause`)."""
     camp = get_campaign_row(session, campaign)
     from workflow.repository import campaign_of
 
@@ -105,6 +106,8 @@ def iter_cases(session: Session, *, now: dt.datetime, campaign: str | None = Non
         .where(CaseRow.campaign_id == camp.id)
         .order_by(Branch.code)
     )
+    if where is not None:
+        q = q.where(where)
     if stage:
         q = q.where(CaseRow.stage == Stage(stage).value)
     if general_branch:
@@ -194,10 +197,18 @@ def history(session: Session, branch: str, *, campaign: str | None = None, at: d
     }
 
 
-def campaigns(session: Session) -> list[dict[str, Any]]:
+def campaigns(session: Session, *, where: Any = None) -> list[dict[str, Any]]:
+    """Campaigns newest first, each with its committee (``None``: a pre-tenancy one covering all);
+    ``where`` narrows them (the reader's scope, :func:`workflow.tenancy.campaign_clause`)."""
+    from workflow.models import Committee
+
+    q = (select(CampaignRow, Committee.code).outerjoin(Committee, Committee.id == CampaignRow.committee_id)
+         .order_by(CampaignRow.year.desc(), CampaignRow.id.desc()))
+    if where is not None:
+        q = q.where(where)
     return [
-        {"code": r.code, "name": r.name, "year": r.year, "created_at": iso(r.created_at)}
-        for r in session.scalars(select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()))
+        {"code": r.code, "name": r.name, "year": r.year, "created_at": iso(r.created_at), "committee": committee}
+        for r, committee in session.execute(q).tuples()
     ]
 
 

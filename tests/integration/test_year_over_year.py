@@ -250,3 +250,16 @@ def test_split_merge_dissolve_and_a_branch_founded_mid_campaign(sqlite_sessions:
         h = grade_history(s, "B23")
     assert [r["label"] for r in h["lineage"]] == ["合并", "合并"]
     audit_ok(w)
+
+
+def test_the_sweep_never_guesses_a_year_nobody_listed(sqlite_sessions: sessionmaker[Session]) -> None:
+    """A campaign stored before issue 12 on a year the calendar does not know: the sweep says so, sends nothing."""
+    from workflow.campaign import preset_text
+
+    text = preset_text("haitang-2022", year=2031)
+    with sqlite_sessions() as s, s.begin():
+        s.add(CampaignRow(code="haitang-2031", name="旧活动", year=2031, config=text, created_at=at(1, 2, year=2031)))
+    with sqlite_sessions() as s, s.begin():
+        stats = sweep(s, now=at(3, 24, 10, year=2031))
+    assert stats.calendar_unknown == ["haitang-2031"] and stats.reminders == 0
+    assert "活动 haitang-2031 未扫描：该年工作日历未知" in stats.text()
