@@ -70,6 +70,19 @@ class Directory:
         ).all()
         return [Recipient(email=e, name=n) for e, n in rows]
 
+    def parent_of(self, committee_id: int) -> int | None:
+        """The parent committee's id (issue 12: escalation up the tree), cached."""
+        cache: dict[int, int | None] = self.__dict__.setdefault("_parent", {})
+        if committee_id not in cache:
+            cache[committee_id] = self.session.scalar(select(Committee.parent_id).where(Committee.id == committee_id))
+        return cache[committee_id]
+
+    def committee_name(self, committee_id: int) -> str:
+        cache: dict[int, str] = self.__dict__.setdefault("_committee_name", {})
+        if committee_id not in cache:
+            cache[committee_id] = self.session.scalar(select(Committee.name).where(Committee.id == committee_id)) or ""
+        return cache[committee_id]
+
     def committee_code(self, committee_id: int) -> str:
         if committee_id not in self._committee_code:
             self._committee_code[committee_id] = self.session.scalar(

@@ -117,11 +117,13 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
         conn.execute(insert(delivery_t), deliveries[i:i + 2000])
     events: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
+    heads: dict[int, dict[str, Any]] = {}  # a case with two notices in one batch (issue 12: up the tree) chains them
     for n in notices:
         if n.case_id is None or n.status != QUEUED:
             continue
         at = now if n.last_at is None or now >= n.last_at else n.last_at
-        prev, seq = n.last_hash, n.version
+        head = heads.get(n.case_id)
+        prev, seq = (head["_hash"], head["_new"]) if head is not None else (n.last_hash, n.version)
         for kind, payload in _event_payloads(n):
             seq += 1
             body = canonical({"kind": kind, "at": iso(at), "actor": SYSTEM, "stage": n.stage, "payload": payload})
@@ -130,12 +132,17 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
                            "body": body, "prev_hash": prev, "hash": digest})
             n.events.append({"kind": kind, "seq": seq})
             prev = digest
-        versions.append({"_id": n.case_id, "_old": n.version, "_new": seq, "_at": now})
+        if head is not None:
+            head.update(_new=seq, _hash=prev)
+            continue
+        heads[n.case_id] = {"_id": n.case_id, "_old": n.version, "_new": seq, "_at": now, "_hash": prev}
+        versions.append(heads[n.case_id])
     for i in range(0, len(events), 2000):
         conn.execute(insert(events_t), events[i:i + 2000])
     if versions:
         t = CaseRow.__table__
         assert isinstance(t, Table)
+        versions = [{k: v for k, v in h.items() if k != "_hash"} for h in versions]
         stmt = (update(t).where(t.c.id == bindparam("_id"), t.c.version == bindparam("_old"))
                 .values(version=bindparam("_new"), updated_at=bindparam("_at")))
         changed = 0

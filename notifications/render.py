@@ -47,6 +47,7 @@ __all__ = ["ADDRESS_CHARS", "UNSAFE", "BadAddress", "Mail", "Rendered", "address
 TEMPLATES = template_dir("mail")
 FAMILIES: tuple[str, ...] = ("notices", "monthly", "dead_report", "ballot")
 FAMILIES += ("checkpoint",)  # signed checkpoints to the auditors (issue 11)
+FAMILIES += ("escalation_up",)  # a sub-committee's overdue branch, to the parent committee (issue 12)
 FAMILIES += ("objection_receipt",)  # the objector's receipt code (issue 16, notifications/receipts.py)
 
 

@@ -33,6 +33,7 @@ from workflow.campaign import Campaign, Reminders
 
 REMINDER = "reminder"
 ESCALATION = "escalation"
+ESCALATION_UP = "escalation_up"  # to the parent committee's organisation department (issue 12)
 # How far a rung can move when it skips non-working days (the longest Chinese holiday is 8 days).
 SHIFT_MARGIN_DAYS = 12
 
@@ -81,6 +82,7 @@ class Decision:
     skipped: tuple[Rung, ...]
     supervision_order: bool = False
     to: tuple[str, ...] = ()  # escalation recipients, with those of rungs the calendar moved onto the same slot
+    parent: Rung | None = None  # the report up the tree ([escalation] parent_after_days) due in the window
 
 
 class Schedule:
@@ -92,6 +94,10 @@ class Schedule:
         self.calendar = for_campaign(campaign)
         self.rungs = ladder(self.policy)
         self._working: dict[dt.date, bool] = {}
+        # its own track beside the ladder: sent once per deadline, whatever the ladder sent that day
+        up = campaign.escalation.parent_after_days
+        self.up = (Rung(id=f"parent-{up}", kind=ESCALATION_UP, days=up, to=("parent_org_department",), order=2000)
+                   if up else None)
 
     # --- calendar -------------------------------------------------------------------------------
     def is_working_day(self, day: dt.date) -> bool:
@@ -130,7 +136,18 @@ class Schedule:
         return sorted(out, key=lambda r: (self.send_at(deadline, r), r.order))
 
     def decide(self, deadline: dt.date, prev: dt.datetime, now: dt.datetime) -> Decision | None:
-        """The case's rungs that became due in ``(prev, now]``: the latest is sent, older ones skipped."""
+        """The case's rungs that became due in ``(prev, now]``: the latest is sent, older ones skipped; the
+        report to the parent committee (``parent``) when its time fell in the window too."""
+        main = self._decide(deadline, prev, now)
+        up = self.up if self.up is not None and prev < self.send_at(deadline, self.up) <= now else None
+        if up is None:
+            return main
+        if main is None:
+            return Decision(send=None, skipped=(), parent=up)
+        return Decision(send=main.send, skipped=main.skipped, supervision_order=main.supervision_order, to=main.to,
+                        parent=up)
+
+    def _decide(self, deadline: dt.date, prev: dt.datetime, now: dt.datetime) -> Decision | None:
         newly = [r for r in self.rungs_in(deadline, prev, now)]
         if not newly:
             return None
@@ -184,7 +201,7 @@ class Schedule:
         lo_day = self.local_date(prev) - dt.timedelta(days=SHIFT_MARGIN_DAYS)
         hi_day = self.local_date(now) + dt.timedelta(days=SHIFT_MARGIN_DAYS)
         dates: set[dt.date] = set()
-        rungs = list(self.rungs)
+        rungs = list(self.rungs) + ([self.up] if self.up is not None else [])
         if min_deadline is not None:
             k = 1
             while (w := weekly(self.policy, k)) is not None and self.local_date(now) - dt.timedelta(

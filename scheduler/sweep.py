@@ -27,7 +27,7 @@ from notifications.models import SKIPPED, OutboxRow, SweepStateRow
 from notifications.outbox import Notice, enqueue, existing_keys
 from scheduler.deadlines import ESCALATION, REMINDER, Decision, Schedule, dedup_key
 from states import spec_for
-from states.base import ROLE_LABELS, Stage
+from states.base import ROLE_LABELS, Role, Stage
 from workflow.calendar import require_known_year
 from workflow.campaign import Campaign
 from workflow.case import BranchFacts
@@ -188,6 +188,8 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
         reason = f"与 {decision.send.id} 同一时间发出，已并入该邮件" if merged else "已过时（停机或延误后补扫），未发送"  # type: ignore[union-attr]
         out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
                           rung=rung.id, due_at=due_at, status=SKIPPED, context={"reason": reason}, **base))
+    if decision.parent is not None:
+        out.extend(_up_the_tree(r, decision.parent, camp_row, campaign, sched, directory, now, base))
     if decision.send is None:
         return out
     rung = decision.send
@@ -227,6 +229,37 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
                       supervision_order=decision.supervision_order, version=r.version, last_hash=r.hash,
                       last_at=r.at, **base))
     return out
+
+
+def _up_the_tree(r: Any, rung: Any, camp_row: CampaignRow, campaign: Campaign, sched: Schedule,
+                 directory: Directory, now: dt.datetime, base: dict[str, Any]) -> list[Notice]:
+    """The report of a sub-committee's overdue branch to the PARENT committee's organisation department
+    (issue 12): one notice per (campaign, branch, stage, deadline, rung); none for a top committee."""
+    parent = directory.parent_of(r.committee_id)
+    if parent is None:
+        return []
+    stage = Stage(r.stage)
+    deadline: dt.date = r.deadline
+    key = dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id)
+    due_at = sched.send_at(deadline, rung)
+    people = directory.org_department(parent)
+    if not people:
+        return [Notice(key=key, kind=rung.kind, rung=rung.id, due_at=due_at, status=SKIPPED,
+                       context={"reason": "上级党委没有组织部人员：请为上级党委授予组织部角色"}, **base)]
+    today = sched.local_date(now)
+    _, gb_name, _ = directory.general_branch(r.general_branch_id)
+    context: dict[str, Any] = {
+        "campaign": campaign.name, "branch_code": r.code, "branch_name": r.name, "general_branch": gb_name,
+        "committee": directory.committee_name(r.committee_id), "committee_code": directory.committee_code(r.committee_id),
+        "parent_committee": directory.committee_name(parent),
+        "stage": r.stage, "stage_label": stage.label, "deadline": deadline.isoformat(),
+        "deadline_text": cn_date(deadline), "kind": rung.kind, "rung": rung.id,
+        "days_overdue": max((today - deadline).days, 0), "after_days": rung.days,
+        "contact": directory.contact([Role.org_department], committee_id=r.committee_id, gb_id=r.general_branch_id),
+        "supervision_order": False,
+    }
+    return [Notice(key=key, kind=rung.kind, rung=rung.id, due_at=due_at, context=context, recipients=people,
+                   version=r.version, last_hash=r.hash, last_at=r.at, **base)]
 
 
 def _counts(rows: Any) -> dict[str, int]:
@@ -271,7 +304,10 @@ def _monthly(session: Session, camp_row: CampaignRow, campaign: Campaign, sched:
         "reminders": int(sent.get(REMINDER, 0)), "escalations": int(sent.get(ESCALATION, 0)),
         "supervision_orders": int(orders),
     }
-    committees = list(session.scalars(select(Committee.id).order_by(Committee.id)))
+    # the campaign's own committee's department (issue 12: never another tenant's); a pre-tenancy campaign
+    # covers every committee, so every department
+    committees = ([camp_row.committee_id] if camp_row.committee_id is not None
+                  else list(session.scalars(select(Committee.id).order_by(Committee.id))))
     recipients: dict[str, Recipient] = {}
     for cid in committees:
         for p in directory.org_department(cid):

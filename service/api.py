@@ -34,7 +34,7 @@ from service.auth import (
     visible_cases,
 )
 from states.base import ROLE_LABELS, Role, Stage
-from workflow import audit, limits, service, views
+from workflow import audit, limits, service, tenancy, views
 from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch
 from workflow.repository import LoadedCase
@@ -150,10 +150,11 @@ def organisations(request: Request, token: Token) -> list[dict[str, Any]]:
             .order_by(Committee.code, GeneralBranch.code)
         ).all()
         everything = sees_everything(s, a)
+        lines = {} if everything else tenancy.lines(s)
         own = {sc for r, sc in a.roles if r is Role.branch_secretary}
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
-            where = Where(branch="", general_branch=r.gb, committee=r.code)
+            where = Where(branch="", general_branch=r.gb, committee=r.code, committees=lines.get(r.code, ()))
             if not (everything or may_see(a, where) or _owns_branch_in(s, own, r.gb)):
                 continue
             c = out.setdefault(r.code, {"code": r.code, "name": r.name, "general_branches": []})
@@ -172,8 +173,8 @@ def _owns_branch_in(s: Session, own: set[str], gb: str | None) -> bool:
 def campaigns(request: Request, token: Token) -> list[dict[str, Any]]:
     rt = runtime(request)
     with rt.tx() as s:
-        _actor(rt, s, token)
-        return views.campaigns(s)
+        a = _actor(rt, s, token)
+        return views.campaigns(s, where=tenancy.campaign_clause(a))
 
 
 # --- branches ---------------------------------------------------------------------------------------
@@ -459,7 +460,8 @@ _COMMITTEE_ROLES = (Role.org_department, Role.committee_member)
 REPORTS_IN_SCHEMA = True
 
 
-def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch: bool = True) -> str | None:
+def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch: bool = True,
+                 campaign: str | None = None) -> str | None:
     """Who may download a form, and for which general branch (the one to render; ``None``: the whole form).
 
     Auditors: any; the organisation department and committee members: the forms of their committee (the
@@ -473,7 +475,7 @@ def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch
     if not per_branch:  # the year's task list: no branch data, the same for everybody who may download
         return general_branch or None
     if not general_branch:
-        if sees_everything(s, a):
+        if sees_everything(s, a) or tenancy.reads_campaign_wholly(s, a, tenancy.campaign_for(s, a, campaign)):
             return None
         if len(gbs) == 1 and not kinds & set(_COMMITTEE_ROLES):
             return gbs[0]
@@ -481,7 +483,8 @@ def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch
     committees = {sc for r, sc in a.roles if r in _COMMITTEE_ROLES}
     committee = s.scalar(select(Committee.code).join(GeneralBranch, GeneralBranch.committee_id == Committee.id)
                          .where(GeneralBranch.code == general_branch))
-    if committee is not None and (sees_everything(s, a) or general_branch in gbs or committee in committees):
+    if committee is not None and (sees_everything(s, a) or general_branch in gbs or committee in committees
+                                  or tenancy.may_read_committee(s, a, committee)):
         return general_branch
     raise hidden("党总支", general_branch)  # unknown or not theirs: the same answer, no list of codes
 
@@ -492,10 +495,12 @@ def may_download(s: Session, a: Actor) -> bool:
     return bool(kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary})
 
 
-def require_charts(s: Session, a: Actor) -> None:
-    """The charts count every branch of the campaign: for those who may read all of it."""
-    if not sees_everything(s, a):
+def require_charts(s: Session, a: Actor, campaign: str | None = None) -> str:
+    """The charts count every branch of the campaign: for those who may read all of it; the campaign's code."""
+    camp = tenancy.campaign_for(s, a, campaign)
+    if not (sees_everything(s, a) or tenancy.reads_campaign_wholly(s, a, camp)):
         raise Forbidden(f"{a.name}（{a.email}）无权查看全部党支部的统计图：图表限审计人员和党委层面人员")
+    return camp.code
 
 
 class ReportForm(BaseModel):
@@ -545,8 +550,9 @@ def report_download(
         form = reports.FORMS.get(name)
         if form is None:
             raise NotFound(f"没有名为 {name!r} 的报表；可用：{'、'.join(reports.form_names())}")
-        gb = report_scope(s, a, general_branch or None, per_branch=form.per_branch)
-        r = reports.render(s, name, format, general_branch=gb, at=parse_time(at, "截至时间"), campaign=campaign, now=now)
+        camp = tenancy.campaign_for(s, a, campaign, general_branch=general_branch)  # another tenant's: as unknown
+        gb = report_scope(s, a, general_branch or None, per_branch=form.per_branch, campaign=camp.code)
+        r = reports.render(s, name, format, general_branch=gb, at=parse_time(at, "截至时间"), campaign=camp.code, now=now)
         first = next(r.body, b"")  # errors surface here, before any byte is sent
     except BaseException:
         stack.__exit__(*sys.exc_info())
@@ -573,8 +579,8 @@ def chart(name: Annotated[str, Path(max_length=32, description="grades、burndow
     rt = runtime(request)
     with rt.tx() as s:
         a = _actor(rt, s, token)
-        require_charts(s, a)
-        svgs = charts.dashboard_svgs(s, campaign, rt.clock())
+        code = require_charts(s, a, campaign)
+        svgs = charts.dashboard_svgs(s, code, rt.clock())
     if name not in svgs:
         raise NotFound(f"没有名为 {name!r} 的图；可用：{'、'.join(svgs)}")
     return Response(svgs[name], media_type="image/svg+xml")

@@ -90,6 +90,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(api_audit.router)
     from service import audit_log_pages  # the audit page's Merkle-log part (issue 11)
     app.include_router(audit_log_pages.router)
+    from service import rollup_pages  # the parent committee's roll-up: /rollup and /api/rollup (issue 12)
+    app.include_router(rollup_pages.router)
     from service import grade_history_pages  # a branch's grades across years: page and API (issue 12)
     app.include_router(grade_history_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

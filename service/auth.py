@@ -9,8 +9,9 @@
   session cookie) once logged in, and a random ``bf_csrf`` cookie before. A cross-site page can neither
   read the cookies nor compute the token; a token from another session is refused.
 * Acting rules are enforced by the services (they raise :class:`Forbidden`); the reading rules are
-  here: a branch secretary sees their own branch, a general-branch secretary their general branch,
-  the organisation department and committee members their committee, auditors everything.
+  :mod:`workflow.tenancy`'s (wrapped here): a branch secretary sees their own branch, a general-branch
+  secretary their general branch, committee members their committee, the organisation department and
+  committee-scoped auditors their committee and every committee below it, unscoped auditors everything.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from service import passwords, sessions, throttle
 from service.sessions import LONGEST_TOKEN_DAYS, NotAuthenticated, Policy
 from states.base import Role
+from workflow import tenancy
 from workflow.errors import BranchflowError, NotFound
 from workflow.models import Branch, Committee, GeneralBranch, Person
 from workflow.service import Actor
@@ -169,36 +171,43 @@ def csrf_binding(session_cookie: str | None, nonce: str | None) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class Where:
-    """Where a branch sits: what the reading rules look at."""
+    """Where a branch sits: what the reading rules look at. ``committees`` is the committee's line in the
+    tree, top first, its own last (a parent's organisation department and auditors read their subtree)."""
 
     branch: str
     general_branch: str | None
     committee: str
+    committees: tuple[str, ...] = ()
 
 
 def may_see(actor: Actor, where: Where) -> bool:
+    """The reading rules of :mod:`workflow.tenancy` for one branch (pure: the tree line is in ``where``)."""
+    line = where.committees or (where.committee,)
     for role, scope in actor.roles:
-        if role is Role.auditor:
+        if role is Role.auditor and (not scope or scope in line):
+            return True
+        if role is Role.org_department and scope in line:
             return True
         if role is Role.branch_secretary and scope == where.branch:
             return True
         if role is Role.general_branch_secretary and where.general_branch and scope == where.general_branch:
             return True
-        if role in (Role.org_department, Role.committee_member) and scope == where.committee:
+        if role is Role.committee_member and scope == where.committee:
             return True
     return False
 
 
 def where_of(session: Session, branch_code: str) -> Where:
     row = session.execute(
-        select(Branch.code, GeneralBranch.code.label("gb"), Committee.code.label("c"))
+        select(Branch.code, GeneralBranch.code.label("gb"), Committee.code.label("c"), Committee.id.label("cid"))
         .join(Committee, Committee.id == Branch.committee_id)
         .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
         .where(Branch.code == branch_code)
     ).first()
     if row is None:
         raise NotFound(f"找不到党支部 {branch_code!r}")
-    return Where(branch=row.code, general_branch=row.gb, committee=row.c)
+    return Where(branch=row.code, general_branch=row.gb, committee=row.c,
+                 committees=tuple(tenancy.ancestors(session, row.cid)))
 
 
 def hidden(kind: str, code: str) -> NotFound:
@@ -237,30 +246,21 @@ def require_public_or_see(session: Session, actor: Actor, branch_code: str) -> N
 
 
 def sees_everything(session: Session, actor: Actor) -> bool:
-    """Auditors, and committee-level people when every committee with branches is theirs."""
-    if actor.has_role(Role.auditor):
-        return True
-    mine = {s for r, s in actor.roles if r in (Role.org_department, Role.committee_member)}
-    if not mine:
-        return False
-    used = set(session.scalars(select(Committee.code).where(Committee.id.in_(select(Branch.committee_id).distinct()))))
-    return used <= mine
+    """Deployment-wide auditors, and people whose reading scope covers every committee that has branches."""
+    return tenancy.sees_everything(session, actor)
 
 
 def filter_rows(session: Session, actor: Actor, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep the rows (from ``views.list_cases``) of branches the actor may see."""
+    """Keep the rows (from ``views.list_cases``) of branches the actor may see (one query for the codes)."""
     rows = list(rows)
-    if sees_everything(session, actor):
+    if sees_everything(session, actor) or not rows:
         return rows
-    committees = {s for r, s in actor.roles if r in (Role.org_department, Role.committee_member)}
-    gbs = {s for r, s in actor.roles if r is Role.general_branch_secretary}
-    own = {s for r, s in actor.roles if r is Role.branch_secretary}
-    in_committee: set[str] = set()
-    if committees:
-        in_committee = set(session.scalars(
-            select(Branch.code).join(Committee, Committee.id == Branch.committee_id).where(Committee.code.in_(committees))
-        ))
-    return [r for r in rows if r["code"] in own or r["general_branch"] in gbs or r["code"] in in_committee]
+    codes = sorted({r["code"] for r in rows})
+    keep: set[str] = set()
+    for lo in range(0, len(codes), 500):
+        keep.update(session.scalars(select(Branch.code).where(Branch.code.in_(codes[lo:lo + 500]),
+                                                              tenancy.branch_clause(actor))))
+    return [r for r in rows if r["code"] in keep]
 
 
 def narrowest_general_branch(actor: Actor) -> str | None:
@@ -275,37 +275,12 @@ def narrowest_general_branch(actor: Actor) -> str | None:
 def visible_cases(session: Session, actor: Actor, *, now: Any, campaign: str | None = None,
                   stage: str | None = None, general_branch: str | None = None, grade: str | None = None,
                   overdue: bool | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-    """``views.list_cases`` narrowed to what the actor may see; the query is narrowed first where it can be
-    (one general branch), so a general-branch secretary's list costs what their general branch costs."""
+    """``views.list_cases`` narrowed to what the actor may see, in SQL (:func:`workflow.tenancy.branch_clause`);
+    the campaign is the one named if the actor may read it (else hidden like an unknown one), or the latest
+    of the actor's own committee."""
     from workflow import views
 
-    kw: dict[str, Any] = {"now": now, "campaign": campaign, "stage": stage, "grade": grade, "overdue": overdue}
-    if sees_everything(session, actor):
-        return views.list_cases(session, general_branch=general_branch, limit=limit, offset=offset, **kw)
-    committees = {s for r, s in actor.roles if r in (Role.org_department, Role.committee_member)}
-    gbs = {s for r, s in actor.roles if r is Role.general_branch_secretary}
-    own = [s for r, s in actor.roles if r is Role.branch_secretary]
-    rows: list[dict[str, Any]] = []
-    if committees:
-        rows = views.list_cases(session, general_branch=general_branch, **kw)
-    else:
-        for code in own:
-            try:
-                gb = where_of(session, code).general_branch
-            except NotFound:
-                continue
-            if gb is None:
-                rows += [r for r in views.list_cases(session, **kw) if r["code"] == code]
-            else:
-                gbs.add(gb)
-        for gb in sorted(gbs):
-            if general_branch in (None, gb):
-                rows += views.list_cases(session, general_branch=gb, **kw)
-    seen: set[str] = set()
-    unique = []
-    for r in filter_rows(session, actor, rows):
-        if r["code"] not in seen:
-            seen.add(r["code"])
-            unique.append(r)
-    unique.sort(key=lambda r: r["code"])
-    return unique[offset: offset + limit if limit is not None else None]
+    camp = tenancy.campaign_for(session, actor, campaign)
+    where = None if sees_everything(session, actor) else tenancy.branch_clause(actor)
+    return views.list_cases(session, now=now, campaign=camp.code, stage=stage, general_branch=general_branch,
+                            grade=grade, overdue=overdue, limit=limit, offset=offset, where=where)

@@ -177,12 +177,14 @@ def campaign_export(preset: str, year: int | None) -> None:
               help="与 --from 一起用：含 [calendar] 一节（新年份的 holidays、workdays）的 TOML 文件")
 @click.option("--weekdays-only", is_flag=True, help="与 --from 一起用：明确选择新年份仅按周一至周五计算工作日")
 @click.option("--as", "as_email", default=None, help="操作人邮箱（记入活动变更记录）")
+@click.option("--committee", default=None, help="活动所属党委编码（有多个党委时必须给出）")
 @now_option
 def campaign_create(preset: str | None, file_: str | None, year: int | None, now_s: str | None,
                     **from_opts: Any) -> None:
     """创建活动，并为每个党支部立案；--from 上一年度活动 --year 年份：顺延并列出须复核的内容。"""
     from workflow.campaigns import create_campaign
 
+    committee = from_opts.pop("committee")  # issue 12: campaigns per committee (--from keeps the old one's)
     if from_opts["from_"]:  # year over year (issue 12): workflow/yearover.py
         from service.cli_years import create_from_command
 
@@ -191,7 +193,8 @@ def campaign_create(preset: str | None, file_: str | None, year: int | None, now
         raise InvalidInput("请给出 --preset 或 --file 之一")
     now = parse_now(now_s)
     with _ctx().tx() as s:
-        row, opened = create_campaign(s, preset=preset, file=file_, year=year, now=now)
+        row, opened = create_campaign(s, preset=preset, file=file_, year=year, now=now, committee=committee,
+                                      code=from_opts.get("code"))
     click.echo(f"已创建活动 {row.code}（{row.name}），为 {opened} 个党支部立案")
 
 
@@ -323,17 +326,11 @@ def campaign_open_cases(campaign: str | None, now_s: str | None) -> None:
 @now_option
 def import_(file: str, now_s: str | None) -> None:
     """导入组织（CSV UTF-8 或 XLSX）：党委、党总支、党支部、书记。全部校验通过才导入。"""
-    from workflow.repository import get_campaign_row
-
     with _ctx().tx() as s:
         r = importer.import_file(s, file)
-        opened = 0
-        try:
-            get_campaign_row(s)
-        except BranchflowError:
-            pass
-        else:
-            opened = service.open_missing_cases(s, None, now=parse_now(now_s))
+        from workflow.tenancy import open_latest_cases
+
+        opened = open_latest_cases(s, now=parse_now(now_s))  # each committee's latest campaign (issue 12)
     click.echo(
         f"导入 {r.rows} 行：新增 {r.created}，更新 {r.updated}，未变 {r.unchanged}；"
         f"新党委 {r.committees}，新党总支 {r.general_branches}" + (f"；新立案 {opened}" if opened else "")
@@ -349,7 +346,7 @@ def person() -> None:
 @click.argument("email")
 @click.option("--name", required=True, help="姓名")
 @click.option("--role", "roles", multiple=True, type=click.Choice([r.value for r in Role]), help="角色（可多次）")
-@click.option("--scope", default="", help="范围：党支部/党总支/党委编码（审计人员不需要）")
+@click.option("--scope", default="", help="范围：党支部/党总支/党委编码（审计人员：给出党委编码则限该党委及其下级，不给出为全部）")
 def person_add(email: str, name: str, roles: tuple[str, ...], scope: str) -> None:
     """添加人员并授予角色，例如：person add a@x.cn --name 张三 --role committee_member --scope 生命学院党委"""
     from workflow.people import add_person
@@ -752,6 +749,7 @@ EXTENSIONS += ("service.cli_audit",)  # Merkle log, checkpoints, proofs (issue 1
 EXTENSIONS += ("service.cli_ops",)  # status, backup, restore (issue 9)
 EXTENSIONS += ("service.cli_security",)  # lockouts, sessions, API tokens, log-in record (issue 14)
 EXTENSIONS += ("service.cli_years",)  # year over year: grades, branch lineage (issue 12)
+EXTENSIONS += ("service.cli_tenancy",)  # committees in a tree, the parent's roll-up (issue 12)
 
 
 def _register_extensions() -> None:

@@ -262,6 +262,13 @@ def _default_ladder() -> list[Escalation]:
     ]
 
 
+class UpTheTree(_Frozen):
+    """``[escalation]``: a sub-committee's branch still overdue ``parent_after_days`` after its deadline is
+    reported to the PARENT committee's organisation department (once per deadline; 0 turns it off)."""
+
+    parent_after_days: int = Field(default=10, ge=0, le=365)
+
+
 class Reminders(_Frozen):
     offsets_days: list[int] = Field(default_factory=lambda: [7, 3, 1])
     send_hour: int = Field(default=9, ge=0, le=23)
@@ -302,6 +309,7 @@ class Campaign(_Frozen):
     sign_off: SignOff = SignOff()
     calendar: Calendar = Calendar()
     reminders: Reminders = Reminders()
+    escalation: UpTheTree = UpTheTree()  # to the parent committee (issue 12)
     deadlines: dict[Stage, dt.date]
     tasks: list[Task] = Field(default_factory=list)
 

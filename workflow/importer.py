@@ -29,6 +29,7 @@ from workflow.models import Branch, Committee, GeneralBranch, Person, RoleAssign
 COLUMNS: dict[str, tuple[str, ...]] = {
     "committee": ("党委", "所属党委", "committee"),
     "committee_code": ("党委编码", "committee_code"),
+    "parent_committee_code": ("上级党委编码", "parent_committee_code"),  # optional: the tree (issue 12)
     "general_branch": ("党总支", "所属党总支", "general_branch"),
     "general_branch_code": ("党总支编码", "general_branch_code"),
     "code": ("支部编码", "支部代码", "code", "branch_code"),
@@ -65,6 +66,7 @@ class OrgRow:
     last_reelection: dt.date | None
     last_activity: dt.date | None
     secretary_violation: bool
+    parent_committee_code: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +183,10 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
                 bad(col, problem)
         committee_code = get("committee_code") or get("committee")
         gb_code = (get("general_branch_code") or get("general_branch")) if get("general_branch") else ""
+        if get("parent_committee_code") and (problem := limits.check_code(get("parent_committee_code"), "编码")):
+            bad("parent_committee_code", problem)
+        elif get("parent_committee_code") and get("parent_committee_code") == committee_code:
+            bad("parent_committee_code", "上级党委不能是本党委自己")
         for col, value in (("committee_code", committee_code), ("general_branch_code", gb_code), ("code", get("code"))):
             if value and (problem := limits.check_code(value, "编码")):
                 # a code named after its name: say so, the name itself may be fine elsewhere
@@ -230,6 +236,7 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
                 code=code, name=get("name"), branch_type=btype, secretary_name=get("secretary_name"),
                 secretary_email=email, member_count=members, last_reelection=dates["last_reelection"],
                 last_activity=dates["last_activity"], secretary_violation=viol in TRUE,
+                parent_committee_code=get("parent_committee_code") or None,
             )
         )
     if len(table) == 1:
@@ -300,6 +307,7 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
             elif g.name != r.general_branch or g.committee_id != c.id:
                 g.name, g.committee_id = r.general_branch or "", c.id
     session.flush()
+    _place_committees(session, rows, committees)
     committee_ids = {code: c.id for code, c in committees.items()}
     gb_ids = {code: g.id for code, g in gbs.items()}
     created = updated = unchanged = 0
@@ -316,8 +324,46 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
     from workflow.masterlog import IMPORT_ACTOR, record_master_changes
 
     record_master_changes(session, actor=IMPORT_ACTOR)  # the audit log of master data (issue 11)
+    from workflow.tenancy import adopt_campaigns
+
+    adopt_campaigns(session)  # the first committee takes the campaigns made before it (issue 12)
     return ImportResult(rows=len(rows), created=created, updated=updated, unchanged=unchanged,
                         committees=new_committees, general_branches=new_gbs)
+
+
+def _place_committees(session: Session, rows: list[OrgRow], committees: dict[str, Committee]) -> None:
+    """Put committees under the parent the file names (上级党委编码): a committee already in the database or
+    in the file; a move that would make a cycle, or an unknown parent, rejects the whole file (issue 12)."""
+    from workflow import tenancy
+
+    tenancy.fill_paths(session)
+    wanted: dict[str, tuple[int, str]] = {}
+    problems: list[RowProblem] = []
+    for r in rows:
+        if not r.parent_committee_code:
+            continue
+        seen = wanted.get(r.committee_code)
+        if seen is not None and seen[1] != r.parent_committee_code:
+            problems.append(RowProblem(row=r.row, column=LABEL["parent_committee_code"], problem=(
+                f"党委 {r.committee_code} 的上级与第 {seen[0]} 行不一致（{seen[1]}）")))
+        wanted.setdefault(r.committee_code, (r.row, r.parent_committee_code))
+    for code, (row, parent) in wanted.items():
+        if parent not in committees and session.scalar(select(Committee.id).where(Committee.code == parent)) is None:
+            problems.append(RowProblem(row=row, column=LABEL["parent_committee_code"], problem=(
+                f"找不到上级党委 {parent[:64]!r}：请先用 `branchflow committee add` 添加，或在本文件中导入")))
+    if problems:
+        raise ImportRejected(problems)
+    for code, (row, parent) in sorted(wanted.items()):
+        c = committees[code]
+        up = session.scalar(select(Committee.id).where(Committee.code == parent))
+        if c.parent_id == up:
+            continue
+        try:
+            tenancy.move_committee(session, code, parent)
+        except InvalidInput as exc:
+            raise ImportRejected([RowProblem(row=row, column=LABEL["parent_committee_code"], problem=str(exc))]) from None
+    for code in list(committees):
+        committees[code] = tenancy.get_committee(session, code)
 
 
 def _write_batch(session: Session, rows: list[OrgRow], committee_ids: dict[str, int],

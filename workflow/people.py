@@ -29,6 +29,9 @@ def add_person(session: Session, email: str, name: str, roles: list[Role], scope
         limits.require(limits.check_code(scope, "范围编码（--scope）"))
     for role in roles:
         if role is Role.auditor:
+            # with a scope: an auditor of that committee and everything below it (issue 12); '' is everything
+            if scope and session.scalar(select(Committee).where(Committee.code == scope)) is None:
+                raise InvalidInput(f"找不到编码为 {scope!r} 的党委（审计人员的范围须为党委编码，不给出则为全部）")
             continue
         model, kind = SCOPE_OF[role]
         if not scope:
@@ -38,8 +41,8 @@ def add_person(session: Session, email: str, name: str, roles: list[Role], scope
     person = _ensure_person(session, email, name.strip())
     granted = []
     for role in roles:
-        if grant(session, person, role, "" if role is Role.auditor else scope):
-            granted.append(ROLE_LABELS[role] + (f"（{scope}）" if scope and role is not Role.auditor else ""))
+        if grant(session, person, role, scope):
+            granted.append(ROLE_LABELS[role] + (f"（{scope}）" if scope else ""))
     session.flush()
     from workflow.masterlog import record_master_changes
 

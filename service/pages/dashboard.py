@@ -22,8 +22,9 @@ from service.pages.common import (
 )
 from service.pages.scope import _scope_clause
 from states.base import Stage
+from workflow import tenancy
 from workflow.models import Branch, CaseRow, Committee, GeneralBranch
-from workflow.repository import campaign_of, get_campaign_row
+from workflow.repository import campaign_of
 from workflow.yearover import calendar_in_force
 
 router = APIRouter(include_in_schema=False)
@@ -37,7 +38,7 @@ def dashboard(request: Request) -> Response:
     now = rt.clock()
     with rt.tx() as s:
         actor = _page_actor(rt, s, request)
-        camp_row = get_campaign_row(s)
+        camp_row = tenancy.campaign_for(s, actor, request.query_params.get("campaign") or None)
         camp = campaign_of(camp_row)
         today = now.astimezone(camp.tz).date()
         q = (
@@ -68,7 +69,7 @@ def dashboard(request: Request) -> Response:
             g["stages"][r.stage] += r.n
             if r.stage == Stage.accepted.value:
                 g["accepted"] += r.n
-        overdue = visible_cases(s, actor, now=now, overdue=True, limit=30)
+        overdue = visible_cases(s, actor, now=now, campaign=camp_row.code, overdue=True, limit=30)
         charts = reports_charts.dashboard_svgs(s, camp_row, now) if sees_everything(s, actor) else {}
         calendar_line = calendar_in_force(s, camp_row)  # which working-day calendar is in force (issue 12)
     total = sum(stages.values())

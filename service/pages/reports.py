@@ -19,6 +19,7 @@ from service.pages.common import (
     render,
 )
 from service.pages.scope import _general_branch_choices
+from workflow import tenancy
 from workflow.errors import Forbidden, NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -63,9 +64,12 @@ def report_file(file: str, request: Request) -> Response:
         form = reports.FORMS.get(name)
         if form is None or fmt not in reports.FORMATS:
             raise NotFound(f"没有报表 {file!r}")
-        gb = report_scope(s, actor, (qp.get("general_branch") or "").strip() or None, per_branch=form.per_branch)
+        camp = tenancy.campaign_for(s, actor, (qp.get("campaign") or "").strip() or None,
+                                    general_branch=(qp.get("general_branch") or "").strip() or None)
+        gb = report_scope(s, actor, (qp.get("general_branch") or "").strip() or None, per_branch=form.per_branch,
+                          campaign=camp.code)
         r = reports.render(s, name, fmt, general_branch=gb, at=parse_time((qp.get("at") or "").strip(), "截至日期"),
-                           now=now)
+                           now=now, campaign=camp.code)
         first = next(r.body, b"")
     except BaseException:
         stack.__exit__(*sys.exc_info())

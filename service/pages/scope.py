@@ -11,7 +11,8 @@ from service.auth import (
     sees_everything,
 )
 from states.base import Role
-from workflow.models import Branch, Committee, GeneralBranch
+from workflow import tenancy
+from workflow.models import Committee, GeneralBranch
 from workflow.service import Actor
 
 
@@ -19,10 +20,7 @@ def _scope_clause(s: Session, actor: Actor) -> Any:
     """A WHERE clause on Branch/GeneralBranch/Committee for what the actor may see (None: everything)."""
     if sees_everything(s, actor):
         return None
-    committees = {sc for r, sc in actor.roles if r in (Role.org_department, Role.committee_member)}
-    gbs = {sc for r, sc in actor.roles if r is Role.general_branch_secretary}
-    own = {sc for r, sc in actor.roles if r is Role.branch_secretary}
-    return Committee.code.in_(committees) | GeneralBranch.code.in_(gbs) | Branch.code.in_(own)
+    return tenancy.branch_clause(actor)  # the one place for scope (issue 12)
 
 
 
@@ -32,7 +30,8 @@ def _general_branch_choices(s: Session, actor: Actor) -> tuple[list[dict[str, st
          .order_by(Committee.code, GeneralBranch.code))
     everything = sees_everything(s, actor)
     if not everything:
-        committees = {sc for r, sc in actor.roles if r in (Role.org_department, Role.committee_member)}
+        readable = tenancy.readable_committees(actor)
         gbs = {sc for r, sc in actor.roles if r is Role.general_branch_secretary}
-        q = q.where(Committee.code.in_(committees) | GeneralBranch.code.in_(gbs))
+        q = q.where(GeneralBranch.committee_id.in_(readable) | GeneralBranch.code.in_(gbs)
+                    if readable is not None else GeneralBranch.code.in_(gbs))
     return [{"code": r.code, "name": r.name} for r in s.execute(q)], everything

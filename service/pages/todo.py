@@ -20,6 +20,7 @@ from service.pages.common import (
     render,
 )
 from states.base import ROLE_LABELS, Role, Stage
+from workflow import tenancy
 from workflow.repository import campaign_of, get_campaign_row, load_case
 from workflow.service import Actor
 
@@ -36,7 +37,10 @@ OWED: dict[Role, tuple[Stage, ...]] = {
 # --- to-do list -------------------------------------------------------------------------------------
 
 def _todo(s: Session, actor: Actor, now: dt.datetime) -> list[dict[str, Any]]:
-    camp = campaign_of(get_campaign_row(s))
+    try:
+        camp = campaign_of(tenancy.default_campaign(s, actor))
+    except tenancy.CampaignAmbiguous as exc:  # roles in several committees: each role's list uses its own
+        camp = campaign_of(get_campaign_row(s, exc.codes[0]))
     soon = _reminder_days(camp)
     today = now.astimezone(camp.tz).date()
     out: dict[tuple[str, str], dict[str, Any]] = {}

@@ -36,7 +36,7 @@ from workflow.service import open_missing_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTSIDE_NAME = "外校第一党支部"
-NAMES = {"B2": "化学系教工党支部", "B3": "本科生第一党支部", "B5": OUTSIDE_NAME}
+NAMES = {"B1": "生物系教工党支部", "B2": "化学系教工党支部", "B3": "本科生第一党支部", "B5": OUTSIDE_NAME}
 
 # persona → (branches outside their scope, general branches outside, committees outside)
 OUTSIDE: dict[str, tuple[list[str], list[str]]] = {
@@ -44,6 +44,7 @@ OUTSIDE: dict[str, tuple[list[str], list[str]]] = {
     "gb1": (["B3", "B5"], ["GB2", "GB3"]),
     "org": (["B5"], ["GB3"]),
     "m1": (["B5"], ["GB3"]),
+    "org2@test.cn": (["B1", "B3"], ["GB1", "GB2"]),  # the sibling committee C2's department (issue 12)
 }
 ROLES = {"sec1": "branch_secretary", "gb1": "general_branch_secretary", "org": "org_department",
          "m1": "committee_member", "auditor": "auditor"}
@@ -122,6 +123,8 @@ UNSCOPED = {
     ("GET", "/v"), ("GET", "/v/{code}"), ("POST", "/v"), ("GET", "/branches/{code}/ballot"),
     ("POST", "/branches/{code}/ballot"), ("GET", "/ballots/{ballot_id}/export.{fmt}"),
     ("GET", "/api/ballots/{ballot_id}"),
+    # the parent's roll-up (issue 12): tests/integration/test_tenancy.py and the parent tests below
+    ("GET", "/rollup"), ("GET", "/api/rollup"),
     # issue 16 (points 4, 5): branches in the body, answered per branch (out of scope as unknown: their
     # own tests in tests/acceptance/test_pages_work.py); the person's own notices; the objection queue
     # (organisation department and auditors); the receipt look-up (by code, rate-limited)
@@ -138,18 +141,33 @@ def test_every_route_is_classified(site: Site) -> None:
     assert not unknown, f"classify these routes in tests/acceptance/test_access_both_ways.py: {unknown}"
 
 
+PARENT_ORG = "orgp@test.cn"  # organisation department of the parent committee P (issue 12)
+PARENT_AUDITOR = "auditp@test.cn"  # an auditor scoped to P
+
+
 @pytest.fixture
 def two_committees(site: Site) -> Site:
-    """The world plus committee C2 (GB3: B5) and its organisation department."""
+    """The world's C1 and a sibling committee C2 (GB3: B5, its own preset henan-2012 in the same year, its
+    own organisation department), both under a parent committee P with its organisation department and
+    a P-scoped auditor (issue 12: tenants in a tree)."""
+    from workflow import tenancy
+    from workflow.campaigns import create_campaign
+
     w: World = site.world
     with w.sessions() as s, s.begin():
+        tenancy.add_committee(s, "P", "上级党委")
+        tenancy.move_committee(s, "C1", "P")
+        tenancy.add_committee(s, "C2", "外校党委", parent="P")
         import_rows(s, [OrgRow(row=2, committee="外校党委", committee_code="C2", general_branch="外校党总支",
                                general_branch_code="GB3", code="B5", name=OUTSIDE_NAME, branch_type="teacher",
                                secretary_name="书记五", secretary_email="sec5@test.cn", member_count=8,
                                last_reelection=dt.date(2025, 1, 1), last_activity=dt.date(2026, 2, 1),
                                secretary_violation=False)])
         add_person(s, "org2@test.cn", "外校组织部", [Role.org_department], "C2")
-        open_missing_cases(s, None, now=at(3, 2))
+        add_person(s, PARENT_ORG, "上级组织部", [Role.org_department], "P")
+        add_person(s, PARENT_AUDITOR, "上级审计", [Role.auditor], "P")
+        create_campaign(s, preset="henan-2012", year=2026, committee="C2", now=at(3, 2))
+        open_missing_cases(s, w.campaign, now=at(3, 2))
     with w.sessions() as s, s.begin():
         from tests.acceptance.conftest import _password_hash
         from workflow.models import Person
@@ -166,6 +184,8 @@ def _call(site: Site, who: str, method: str, probe: Probe, b: str, g: str) -> An
         c = site.page_client(who)
         page = c.get("/branches/B1")
         m = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        if m is None:  # a person outside C1 (issue 12: the sibling committee's): the token of any page of theirs
+            m = re.search(r'name="csrf" value="([0-9a-f]+)"', c.get("/branches/B5").text)
         return c.post(url, data={**(probe.body or {}), "csrf": m.group(1) if m else ""}, follow_redirects=False)
     if url.startswith("/api"):
         return site.call(who, method, url, json=probe.body) if method == "POST" else site.call(who, method, url)
@@ -209,7 +229,8 @@ def test_outside_ones_scope_is_refused_as_unknown_with_nothing_changed(two_commi
 # Routes refused to a role as a whole (whatever the branch): path → those roles.
 ROLE_WIDE = {
     "/reports/{file}": {"sec1"}, "/api/reports/{name}": {"sec1"},
-    "/api/audit/proof/{branch}/{seq}": {"sec1", "gb1", "org", "m1"}, "/audit/proof": {"sec1", "gb1", "org", "m1"},
+    "/api/audit/proof/{branch}/{seq}": {"sec1", "gb1", "org", "m1", "org2@test.cn"},
+    "/audit/proof": {"sec1", "gb1", "org", "m1", "org2@test.cn"},
 }
 
 
@@ -311,3 +332,55 @@ def test_cli_refuses_outside_ones_scope_as_unknown_with_nothing_changed(tmp_path
     assert ok.returncode == 0, ok.stderr
     engine.dispose()
 
+
+
+@pytest.mark.parametrize("who", [PARENT_ORG, PARENT_AUDITOR])
+def test_the_parent_reads_its_children_and_changes_nothing(two_committees: Site, who: str) -> None:
+    """Issue 12: the parent committee's organisation department and a P-scoped auditor read both children
+    (branches, pages, the roll-up) and every write on a child's branch is refused with nothing changed."""
+    site = two_committees
+    before = dump(site.world.sessions)
+    for b, name in (("B1", NAMES["B1"]), ("B5", OUTSIDE_NAME)):
+        r = site.call(who, "GET", f"/api/branches/{b}")
+        assert r.status_code == 200 and r.json()["branch"]["name"] == name, (who, b, r.text[:200])
+        page = site.page_client(who).get(f"/branches/{b}")
+        assert page.status_code == 200 and name in page.text
+    assert [r["code"] for r in site.call(who, "GET", "/api/branches", params={"campaign": "henan-2026"}).json()] == ["B5"]
+    up = site.call(who, "GET", "/api/rollup")
+    assert up.status_code == 200, up.text
+    rows = {r["committee"]: r["branches"] for r in up.json()["rows"]}
+    assert rows == {"P": 0, "C1": 4, "C2": 1}
+    page = site.page_client(who).get("/rollup")
+    assert page.status_code == 200 and "外校党委" in page.text and "测试学院党委" in page.text
+    routes = set(walk(site.app))
+    tried = 0
+    for (method, path), probe in SCOPED.items():
+        if method != "POST" or (method, path) not in routes:
+            continue
+        for b in ("B1", "B5"):
+            r = _call(site, who, method, probe, b, "GB1")
+            assert r.status_code in (403, 409), (who, path, b, r.status_code, r.text[:300])
+            tried += 1
+    assert tried >= 20
+    for campaign in ("haitang-2026", "henan-2026"):
+        r = site.call(who, "POST", "/api/branches/B1/extend", json={"deadline": "2026-05-01", "reason": "上级要求延期。"},
+                      params={"campaign": campaign})
+        assert r.status_code in (403, 404)
+    assert dump(site.world.sessions) == before
+
+
+@pytest.mark.parametrize("who", ["org", "org2@test.cn", "m1", "gb1", "sec1"])
+def test_the_roll_up_is_the_parents_only(two_committees: Site, who: str) -> None:
+    """A child's department rolls up its own subtree (no children: its own row); a sibling's committee and an
+    unknown one answer alike; branch and general-branch secretaries and committee members are refused."""
+    site = two_committees
+    r = site.call(who, "GET", "/api/rollup")
+    if who in ("org", "org2@test.cn"):
+        assert r.status_code == 200 and [x["committee"] for x in r.json()["rows"]] == ["C1" if who == "org" else "C2"]
+        real = site.call(who, "GET", "/api/rollup", params={"committee": "C2" if who == "org" else "C1"})
+        fake = site.call(who, "GET", "/api/rollup", params={"committee": "NOPE9"})
+        assert real.status_code == fake.status_code == 404
+        assert real.json()["message"].replace("'C2'", "'X'").replace("'C1'", "'X'") == \
+            fake.json()["message"].replace("'NOPE9'", "'X'")
+    else:
+        assert r.status_code == 403, r.text

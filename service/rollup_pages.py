@@ -1,0 +1,60 @@
+"""The parent committee's roll-up (issue 12): the page ``/rollup`` and the API route ``GET /api/rollup``.
+Read only, for the organisation department and auditors of a committee (their subtree), both edges over
+:func:`workflow.rollup.rollup`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from service.api import ERRORS, Token, _actor
+from service.app import runtime
+from service.web import _page_actor, render
+from workflow import rollup as rollups
+from workflow.errors import BranchflowError, InvalidInput
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix="/api", tags=["汇总"], responses=ERRORS)
+
+
+def _year(raw: str | None) -> int | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 2000 <= int(raw) <= 2100:
+        raise InvalidInput("年份须为 2000 至 2100 之间的整数")
+    return int(raw)
+
+
+@router.get("/rollup", response_class=HTMLResponse)
+def rollup_page(request: Request) -> Response:
+    rt = runtime(request)
+    qp = request.query_params
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        error = None
+        status = 200
+        data: dict[str, Any] | None = None
+        try:
+            data = rollups.rollup(s, actor, now=rt.clock(), committee=(qp.get("committee") or "").strip() or None,
+                                  year=_year(qp.get("year")))
+        except BranchflowError as exc:
+            error = {"message": exc.message, "unmet": [], "lines": [], "action": "rollup"}
+            status = exc.http_status
+    return render(request, "rollup.html", {"data": data, "error": error}, status=status, actor=actor)
+
+
+@api_router.get("/rollup", summary="上级党委汇总：各下级党委的等级分布、环节进度、逾期与后进转化（只读）")
+def rollup_api(request: Request, token: Token,
+               committee: Annotated[str | None, Query(max_length=64, description="汇总哪个党委的下级（默认本人的党委）")] = None,
+               year: Annotated[int | None, Query(ge=2000, le=2100, description="年份（默认最近有活动的一年）")] = None,
+               ) -> dict[str, Any]:
+    rt = runtime(request)
+    with rt.tx() as s:
+        a = _actor(rt, s, token)
+        return rollups.rollup(s, a, now=rt.clock(), committee=committee, year=year)
+
+
+router.include_router(api_router)

@@ -1,0 +1,167 @@
+"""The parent committee's read-only roll-up (issue 12, 上级党委汇总): per child committee — its whole
+subtree — the grade distribution, stage progress, overdue count and the conversion of the lowest grade
+(晋位升级: branches whose last year's grade was the lowest and whose grade now is higher).
+
+One GROUP BY over the cases of the year's campaigns, grouped by (child committee, campaign, stage, grade,
+last year's grade): the subtree join is over the small committees table (``path`` prefix), branches and
+cases are reached through ``branches.committee_id`` and ``cases (campaign_id, branch_id)``. The grouped
+rows (children × campaigns × stages × grades × grades, not branches) are then labelled in Python with each
+campaign's own grade scale — two committees may grade on different scales in the same year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import and_, case, false, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from states.base import Role, Stage
+from workflow import tenancy
+from workflow.errors import Forbidden
+from workflow.models import Branch, CampaignRow, CaseRow, Committee
+from workflow.repository import campaign_of
+
+ROLLUP_ROLES = (Role.org_department, Role.auditor)
+
+
+def _hidden(code: str) -> Exception:
+    from workflow.errors import NotFound
+
+    return NotFound(f"党委 {code[:64]!r} 不存在或无权访问")
+
+
+def _root(session: Session, actor: Any, committee: str | None) -> Committee | None:
+    sc = tenancy.scope_of(actor)
+    if not (sc.everything or sc.subtree):
+        raise Forbidden(f"{actor.name}（{actor.email}）无权查看下级党委汇总：限上级党委组织部和审计人员")
+    if committee:
+        c = session.scalar(select(Committee).where(Committee.code == committee))
+        if c is None or not tenancy.may_read_committee(session, actor, committee) or not (
+                sc.everything or _in_subtree_scope(session, sc, c)):
+            raise _hidden(committee)
+        return c
+    if sc.everything and not sc.subtree:
+        return None
+    if len(sc.subtree) > 1:
+        from workflow.errors import InvalidInput
+
+        raise InvalidInput(f"你在多个党委任职，请用 --committee 指定汇总哪个党委（{'、'.join(sorted(sc.subtree))}）")
+    return tenancy.get_committee(session, next(iter(sc.subtree)))
+
+
+def _in_subtree_scope(session: Session, sc: tenancy.Scope, c: Committee) -> bool:
+    """The committee lies in the subtree of one of the actor's org-department / auditor committees."""
+    line = tenancy.ancestors(session, c.id)
+    return bool(set(line) & sc.subtree)
+
+
+def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | None = None,
+           year: int | None = None) -> dict[str, Any]:
+    """The roll-up of the children of the actor's committee (or of ``committee`` within their scope) for
+    ``year`` (default: the latest year with a campaign in the subtree). Read only."""
+    root = _root(session, actor, committee)
+    tenancy.fill_paths(session)
+    # the rows: the root's direct children (each with its subtree) and the root itself (its own branches)
+    child = aliased(Committee)
+    member = aliased(Committee)
+    if root is None:
+        kids = select(child.id, child.code, child.name, child.path).where(child.parent_id.is_(None))
+    else:
+        kids = select(child.id, child.code, child.name, child.path).where(child.parent_id == root.id)
+    children = session.execute(kids.order_by(child.code)).all()
+    scope_ids = [root.id] if root is not None else [c.id for c in children]
+    prefixes = _paths(session, scope_ids)
+    in_tree = select(Committee.id).where(
+        or_(*[Committee.path.startswith(p, autoescape=False) for p in prefixes]) if prefixes else false())
+    if year is None:
+        year = session.scalar(select(func.max(CampaignRow.year)).where(
+            or_(CampaignRow.committee_id.in_(in_tree), CampaignRow.committee_id.is_(None))))
+    camps = session.scalars(select(CampaignRow).where(
+        CampaignRow.year == year, or_(CampaignRow.committee_id.in_(in_tree), CampaignRow.committee_id.is_(None)))
+        .order_by(CampaignRow.code)).all() if year is not None else []
+    by_id = {c.id: c for c in camps}
+    parsed = {c.id: campaign_of(c) for c in camps}
+    today = now.astimezone(next(iter(parsed.values())).tz).date() if parsed else now.date()
+    totals: dict[int, dict[str, Any]] = {}
+    if camps:
+        # group key: the child committee whose subtree holds the branch; the root's own branches as root
+        own = root.id if root is not None else -1
+        group: Any = (case(*[(member.path.startswith(c.path, autoescape=False), c.id) for c in children], else_=own)
+                      if children else literal(own))
+        late = func.sum(case((and_(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value), 1), else_=0))
+        q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
+                    CaseRow.grade, CaseRow.previous_grade, func.count().label("n"), late.label("late"))
+             .select_from(CaseRow)
+             .join(Branch, Branch.id == CaseRow.branch_id)
+             .join(member, member.id == Branch.committee_id)
+             .where(CaseRow.campaign_id.in_(list(by_id)), member.id.in_(in_tree))
+             .group_by("k", CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
+        for k, camp_id, stage, grade, previous, n, n_late in session.execute(q):
+            scale = parsed[camp_id].grading.scale
+            t = totals.setdefault(int(k), _empty())
+            t["branches"] += n
+            t["overdue"] += int(n_late or 0)
+            t["stages"][stage] += n
+            t["campaigns"].add(by_id[camp_id].code)
+            if grade and grade in _codes(scale):
+                t["grades"][scale.by_code(grade).grade] += n
+                t["order"].setdefault(scale.by_code(grade).grade, scale.rank(grade))
+            if previous and previous in _codes(scale) and previous == scale.lowest.code:
+                t["lowest_last_year"] += n
+                if grade and grade in _codes(scale) and scale.rank(grade) < scale.rank(previous):
+                    t["lowest_moved_up"] += n
+            if previous is None:
+                t["no_previous"] += n
+    rows = []
+    if root is not None:
+        rows.append(_row(root.code, root.name, "本级", totals.get(root.id, _empty())))
+    for c in children:
+        rows.append(_row(c.code, c.name, "下级", totals.get(c.id, _empty())))
+    grand = _empty()
+    for t in totals.values():
+        for key in ("branches", "overdue", "lowest_last_year", "lowest_moved_up", "no_previous"):
+            grand[key] += t[key]
+        grand["stages"].update(t["stages"])
+        grand["grades"].update(t["grades"])
+        grand["campaigns"] |= t["campaigns"]
+        for g, r in t["order"].items():
+            grand["order"].setdefault(g, r)
+    return {
+        "committee": root.code if root is not None else None,
+        "committee_name": root.name if root is not None else "全部党委",
+        "year": year,
+        "campaigns": [{"code": c.code, "name": c.name, "committee_id": c.committee_id} for c in camps],
+        "rows": rows,
+        "total": _row(root.code if root else "", "合计", "合计", grand),
+    }
+
+
+def _paths(session: Session, ids: list[int]) -> list[str]:
+    return [p for p in session.scalars(select(Committee.path).where(Committee.id.in_(ids))) if p]
+
+
+def _codes(scale: Any) -> set[str]:
+    return {b.code for b in scale.bands}
+
+
+def _empty() -> dict[str, Any]:
+    return {"branches": 0, "overdue": 0, "stages": Counter(), "grades": Counter(), "campaigns": set(),
+            "lowest_last_year": 0, "lowest_moved_up": 0, "no_previous": 0, "order": {}}
+
+
+def _row(code: str, name: str, kind: str, t: dict[str, Any]) -> dict[str, Any]:
+    accepted = t["stages"].get(Stage.accepted.value, 0)
+    return {
+        "committee": code, "name": name, "kind": kind, "branches": t["branches"], "overdue": t["overdue"],
+        "accepted": accepted,
+        "stages": [{"stage": s.value, "label": s.label, "count": t["stages"].get(s.value, 0)} for s in Stage],
+        "grades": [{"label": g, "count": n} for g, n in sorted(t["grades"].items(),
+                                                                key=lambda x: (t["order"].get(x[0], 99), x[0]))],
+        "campaigns": sorted(t["campaigns"]),
+        "lowest_last_year": t["lowest_last_year"], "lowest_moved_up": t["lowest_moved_up"],
+        "conversion_rate": (t["lowest_moved_up"] / t["lowest_last_year"]) if t["lowest_last_year"] else None,
+        "without_last_year": t["no_previous"],
+    }
