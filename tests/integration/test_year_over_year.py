@@ -182,10 +182,10 @@ def test_from_shifts_full_dates_drops_last_years_calendar_and_refuses_a_leap_day
         assert any("上一年度 [calendar] 中的 1 个日期不适用于 2025 年" in r for r in review.review)
 
 
-def test_split_merge_dissolve_and_a_branch_founded_mid_campaign(sqlite_sessions: sessionmaker[Session]) -> None:
+def test_split_merge_dissolve_and_a_branch_founded_mid_campaign(sessions: sessionmaker[Session]) -> None:
     from notifications.models import OutboxRow
 
-    w = World(sqlite_sessions)
+    w = World(sessions)
     # B4's reminder is queued, then B4 is dissolved: its case closes and the reminder is cancelled
     with w.sessions() as s, s.begin():
         sweep(s, now=at(3, 24, 10))
