@@ -260,8 +260,20 @@ def create_from(session: Session, *, source: str, year: int, now: dt.datetime, c
     if year <= old.year:
         raise InvalidInput(f"新活动年份 {year} 须晚于活动 {src.code} 的年份 {old.year}")
     new_code = code or _default_code(old, year)
+    from workflow.tenancy import check_new_campaign, may_change
+
+    owner = session.get(Committee, src.committee_id) if src.committee_id is not None else None
+    if actor != "system":  # a person opens next year's campaign only for their own committee (issue 12)
+        from workflow.errors import Forbidden
+        from workflow.service import actor_for
+
+        who = actor_for(session, actor)
+        if not may_change(session, who, src):
+            raise Forbidden(f"{who.name}（{who.email}）无权从活动 {src.code} 创建新活动；"
+                            "可执行该操作的角色：组织部（限本党委）")
     if session.scalar(select(CampaignRow.id).where(CampaignRow.code == new_code)) is not None:
         raise InvalidInput(f"活动 {new_code} 已存在：请用 --code 指定新活动的编码")
+    check_new_campaign(session, owner, code=new_code, year=year)  # one campaign per committee and year
     cal_text = calendar_section(year=year, calendar_file_text=calendar_file_text, weekdays_only=weekdays_only)
     text = shifted_config(src.config, old, year=year, code=new_code, calendar_text=cal_text)
     new = parse_campaign_text(text, source=f"由 {src.code} 顺延")

@@ -139,6 +139,8 @@ def test_a_year_the_calendar_does_not_know_is_refused_until_it_is_listed_or_week
     with w.sessions() as s, s.begin(), pytest.raises(CalendarUnknown) as exc:
         create_campaign(s, preset="haitang-2022", year=Y2, now=t2(1, 2))
     assert "2027" in exc.value.message and "[calendar]" in exc.value.message and "weekdays_only = true" in exc.value.message
+    with pytest.raises(Forbidden), w.sessions() as s, s.begin():  # only the committee's organisation department
+        create_from(s, source=w.campaign, year=Y2, now=t2(1, 5), actor=GB_SEC, weekdays_only=True)
     with pytest.raises(CalendarUnknown) as exc:
         next_year(w)
     assert "--calendar" in exc.value.message and "--weekdays-only" in exc.value.message
