@@ -79,7 +79,7 @@ FAMILY = {"reminder": "notices", "escalation": "notices", "monthly": "monthly", 
           "ballot": "ballot", "ballot_reminder": "ballot"}  # ballot: online-evaluation codes (notifications/ballots.py)
 FAMILY["checkpoint"] = "checkpoint"  # signed checkpoints to the auditors (notifications/checkpoints.py, issue 11)
 FAMILY["escalation_up"] = "escalation_up"  # to the parent committee's organisation department (issue 12)
-FAMILY["objection_receipt"] = "objection_receipt"  # receipt codes of objections (notifications/receipts.py, issue 16)
+FAMILY["receipt"] = "objection_receipt"  # receipt codes of objections (notifications/receipts.py, issue 16)
 REPORTS = ("dead_report", "alert")  # families whose own failure is never reported (no report on itself)
 UNFINISHED = (PENDING, HELD)
 
@@ -115,7 +115,7 @@ class DispatchStats:
     reported: int = 0
     held: int = 0
     alerts: int = 0
-    lost: int = 0  # messages not sent because another dispatcher had taken their claim over
+    lost: int = 0  # messages not sent: their claim was taken over, or (part of) them cancelled meanwhile
     stopped: bool = False
     left: int = 0  # due deliveries still waiting when the dispatch ended
     held_total: int = 0  # held deliveries in the outbox when the dispatch ended
