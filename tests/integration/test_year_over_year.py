@@ -265,3 +265,19 @@ def test_the_sweep_never_guesses_a_year_nobody_listed(sqlite_sessions: sessionma
         stats = sweep(s, now=at(3, 24, 10, year=2031))
     assert stats.calendar_unknown == ["haitang-2031"] and stats.reminders == 0
     assert "活动 haitang-2031 未扫描：该年工作日历未知" in stats.text()
+
+
+def test_a_change_cannot_take_away_the_calendar_of_an_unknown_year(sqlite_sessions: sessionmaker[Session]) -> None:
+    from workflow.campaigns import change_campaign
+
+    w = World(sqlite_sessions)
+    code, _ = next_year(w, weekdays_only=True)
+    with w.sessions() as s:
+        row = s.scalar(select(CampaignRow).where(CampaignRow.code == code))
+        assert row is not None
+        text = row.config.replace("weekdays_only = true", "")
+    with w.sessions() as s, s.begin(), pytest.raises(CalendarUnknown, match="2027"):
+        change_campaign(s, service.actor_for(s, ORG), text, "去掉工作日历", now=t2(1, 6), campaign=code)
+    with w.sessions() as s:
+        row = s.scalar(select(CampaignRow).where(CampaignRow.code == code))
+        assert row is not None and "weekdays_only = true" in row.config
