@@ -177,10 +177,10 @@ def change_campaign(session: Session, actor: Actor, text: str, reason: str, *, n
     _require_org(actor, session, row)
     old = campaign_of(row)
     new = parse_campaign_text(text, source="新配置")
-    require_known_year(new)  # a change cannot take away the calendar of a year chinesecalendar does not know
     for field in ("code", "year", "timezone"):
         if getattr(new, field) != getattr(old, field):
             raise InvalidInput(f"不能修改活动的 {field}（{getattr(old, field)} → {getattr(new, field)}）；请新建活动")
+    require_known_year(new)  # a change cannot take away the calendar of a year chinesecalendar does not know
     sections = _sections(old, new)
     if not sections:
         raise InvalidInput("新配置与当前配置相同，无需修改")
