@@ -24,6 +24,7 @@ from service.pages import (  # issue 16, points 4 and 5: bulk, lists, notices, o
     notices,
     objections,
     publicity,
+    record,
     reports,
     todo,
 )
@@ -54,5 +55,6 @@ __all__ = [
 ]
 
 router = APIRouter(include_in_schema=False)
-for _area in (login, todo, dashboard, branch, committee, publicity, audit, reports, lists, bulk, notices, objections):
+for _area in (login, todo, dashboard, branch, committee, publicity, audit, reports, lists, bulk, notices, objections,
+              record):
     router.include_router(_area.router)

@@ -65,6 +65,19 @@ def can_leave(state: dict[str, Any], campaign: Any, facts: Any, *, now: Any = No
     return unmet
 
 
+def refuse_submission(state: dict[str, Any], new: dict[str, Any], campaign: Any) -> list[Unmet]:
+    """What keeps a plan from being submitted by this record (checked when it is filed, so that a yellow-
+    carded branch cannot submit a plan without its self-analysis and then find no way to add it)."""
+    rec = merge(state["records"].get(Stage.rectification.value, {}), new)
+    if not rec.get("submitted") or state["records"].get(Stage.rectification.value, {}).get("submitted"):
+        return []
+    grade = state.get("final_grade")
+    if grade and campaign.grading.scale.by_code(grade).yellow_card and not rec.get("self_analysis"):
+        return [Unmet(code="rectification.self_analysis",
+                      message="被亮黄牌的支部须提交自我剖析材料：请填写“自我剖析”后再提交整改方案")]
+    return []
+
+
 SPEC = StageSpec(
     stage=Stage.rectification,
     record_model=RectificationRecord,
@@ -72,5 +85,5 @@ SPEC = StageSpec(
     advancers=frozenset({Role.branch_secretary, Role.general_branch_secretary, Role.org_department}),
     can_leave=can_leave,
     deadline_key="rectification",
-    extra={"merge": merge},
+    extra={"merge": merge, "refuse_submission": refuse_submission},
 )

@@ -11,17 +11,19 @@ from sqlalchemy.orm import Session
 
 from states import spec_for
 from states.base import ROLE_LABELS, Stage
+from states.survey import FOCUS_POINTS
 from workflow import grading
 from workflow.audit import events_of, iso
 from workflow.campaign import BRANCH_TYPE_LABELS
 from workflow.case import EVENT_LABELS, replay
 from workflow.models import Branch, CampaignRow, CaseRow, GeneralBranch
 from workflow.repository import LoadedCase, effective_deadline, get_campaign_row, load_case
-from workflow.service import unmet
+from workflow.service import SYSTEM, unmet
 
 
-def card(case: LoadedCase, now: dt.datetime) -> dict[str, Any]:
-    """Everything a person needs to know about one branch's case now (JSON-able)."""
+def card(case: LoadedCase, now: dt.datetime, *, reveal_objectors: bool = False) -> dict[str, Any]:
+    """Everything a person needs to know about one branch's case now (JSON-able); who lodged an objection
+    only with ``reveal_objectors`` (see :func:`may_know_objectors`)."""
     s = case.state
     stage = case.stage
     deadline = effective_deadline(case.campaign, s)
@@ -61,7 +63,7 @@ def card(case: LoadedCase, now: dt.datetime) -> dict[str, Any]:
         "quorum": quorum,
         "committee_size": case.facts.committee_size,
         "publicity": s.get("publicity"),
-        "objections": s["objections"],
+        "objections": s["objections"] if reveal_objectors else hide_objectors(s)["objections"],
         "inspection": s.get("inspection"),
         "inspections": s.get("inspections", []),
         "regrade": s.get("regrade"),
@@ -76,8 +78,11 @@ def _label(case: LoadedCase, code: str | None) -> str | None:
     return case.campaign.grading.scale.by_code(code).grade
 
 
-def show(session: Session, branch: str, *, now: dt.datetime, campaign: str | None = None) -> dict[str, Any]:
-    return card(load_case(session, branch, campaign), now)
+def show(session: Session, branch: str, *, now: dt.datetime, campaign: str | None = None,
+         actor: Any = None) -> dict[str, Any]:
+    """The card as ``actor`` may read it (objectors only for those of :func:`may_know_objectors`)."""
+    case = load_case(session, branch, campaign)
+    return card(case, now, reveal_objectors=may_know_objectors(actor, case))
 
 
 def list_cases(session: Session, *, now: dt.datetime, campaign: str | None = None, stage: str | None = None,
@@ -131,27 +136,100 @@ def iter_cases(session: Session, *, now: dt.datetime, campaign: str | None = Non
         }
 
 
-def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str:
-    """One readable Chinese line for an event."""
+SYSTEM_NAME = "系统"
+CONFIDENTIAL_OBJECTOR = "有人提出异议"
+SYSTEM_KINDS = frozenset({"reminded", "escalated"})  # automatic reminders (hidden behind a toggle on pages)
+def _short(text: Any, n: int = 60) -> str:
+    t = str(text or "").replace("\n", " ").strip()
+    return t if len(t) <= n else t[:n] + "…"
+
+
+def _recorded(stage: str, data: dict[str, Any]) -> str:
+    """What a ``recorded`` event filed, in the words of the form (never the record's keys)."""
+    parts: list[str] = []
+    other = 0
+    order = ("findings", "last_reelection", "last_activity", "secretary_violation", "scores", "meeting_date",
+             "attendance", "comment", "peer", "superior", "items", "self_analysis", "submitted", "attachments")
+    for k, v in sorted(data.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+        if k == "findings" and isinstance(v, dict):
+            no = [FOCUS_POINTS.get(x, "其他要点") for x, f in v.items() if isinstance(f, dict) and not f.get("ok")]
+            parts.append(f"调查要点 {len(v)} 项" + (f"（“否”：{'、'.join(no)}）" if no else "（均为“是”）"))
+        elif k == "last_reelection":
+            parts.append(f"上次换届日期 {v}")
+        elif k == "last_activity":
+            parts.append(f"最近一次组织生活日期 {v}")
+        elif k == "secretary_violation":
+            parts.append("支部书记近两年" + ("有" if v else "无") + "严重违纪")
+        elif k == "scores" and isinstance(v, dict):
+            total = sum(float(x) for x in v.values())
+            parts.append(f"评分 {len(v)} 项（合计 {total:g} 分）")
+        elif k == "meeting_date":
+            parts.append(f"支部大会日期 {v}")
+        elif k == "attendance":
+            parts.append(f"到会 {v} 人")
+        elif k == "comment":
+            if v:
+                parts.append(f"说明：{_short(v)}")
+        elif k == "peer":
+            parts.append(f"分类互评得分 {float(v):g}")
+        elif k == "superior":
+            parts.append(f"上级考评得分 {float(v):g}")
+        elif k == "items" and isinstance(v, list):
+            parts.append(f"整改方案 {len(v)} 项")
+        elif k == "self_analysis":
+            if v:
+                parts.append("自我剖析材料")
+        elif k == "submitted":
+            if v:
+                parts.append("提交整改方案")
+        elif k == "attachments" and isinstance(v, list):
+            parts.append(f"附件 {len(v)} 个")
+        elif k in ("source", "online"):
+            continue
+        else:
+            other += 1
+    if other:
+        parts.append(f"其他 {other} 项")
+    return f"填报“{Stage(stage).label}”：" + ("，".join(parts) if parts else "（无内容）")
+
+
+def describe(event: dict[str, Any], labels: dict[str, str] | None = None,
+             names: dict[str, str] | None = None) -> str:
+    """One readable Chinese line for an event: ``labels`` turns grade codes into the scale's words,
+    ``names`` e-mail addresses and codes into names (unknown addresses are left out, never shown)."""
     p = event.get("payload", {})
     k = event["kind"]
+    lab = labels or {}
+    nm = names or {}
+
+    def who(xs: Any) -> str:
+        people = [nm[x] for x in (xs or []) if x in nm]
+        rest = len(list(xs or [])) - len(people)
+        return "、".join(people + ([f"另 {rest} 人"] if rest else [])) or "（无）"
+
+    def grade(code: Any, label: Any = None) -> str:
+        return str(label or lab.get(str(code), "") or "（等级）")
+
     if k == "moved":
-        return f"{Stage(p['from']).label} → {Stage(p['to']).label}" + (f"（新截止日期 {p['deadline']}）" if p.get("deadline") else "")
+        why = {"uphold_objection": "（异议成立，退回重新评定）", "fail_inspection": "（验收未通过，限期整改）"}.get(
+            p.get("trigger", ""), "")
+        return (f"{Stage(p['from']).label} → {Stage(p['to']).label}{why}"
+                + (f"（新截止日期 {p['deadline']}）" if p.get("deadline") else ""))
     if k == "recorded":
         if p["stage"] == Stage.member_evaluation.value and p["data"].get("tally"):  # online or typed (issue 15)
             t, src = p["data"]["tally"], p["data"].get("source")
             how = f"网上测评（承诺值 {p['data']['online']['commitment'][:12]}…）" if src == "online" else "纸质选票录入"
             return (f"填报“党员群众测评”：{how}，{t['ballots']} 张，平均 {t['rating']:g} 分，群众对党员满意率 "
                     f"{t['satisfaction_members']:.0%}，党员对书记满意率 {t['satisfaction_secretary']:.0%}")
-        return f"填报“{Stage(p['stage']).label}”：" + ", ".join(sorted(p["data"].keys()))
+        return _recorded(p["stage"], p["data"])
     if k == "graded":
         r = p["result"]
         veto = f"；一票否决：{'、'.join(v['label'] for v in r['veto'])}" if r["veto"] else ""
-        return f"总分 {r['total']:g}，等级 {r['grade_label']}{veto}"
+        return f"总分 {r['total']:g}，等级 {grade(r.get('grade'), r.get('grade_label'))}{veto}"
     if k == "grade_adjusted":
-        return f"等级调整为 {p.get('grade_label', p['grade'])}，理由：{p['reason']}"
+        return f"等级调整为 {grade(p['grade'], p.get('grade_label'))}，理由：{p['reason']}"
     if k == "signed":
-        return f"{p.get('name', event['actor'])} 签字"
+        return f"{p.get('name') or nm.get(event['actor'], '党委委员')} 签字"
     if k == "publicity_started":
         return f"公示 {p['start']} 至 {p['end']}（{p['working_days']} 个工作日）"
     if k == "objection_lodged":
@@ -161,36 +239,92 @@ def describe(event: dict[str, Any], labels: dict[str, str] | None = None) -> str
     if k == "item_completed":
         return f"整改事项第 {p['item']} 项完成：{p['evidence']}"
     if k == "inspected":
-        return f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {p.get('regrade_label', p['regrade'])}（{p['regrade_score']:g} 分）：{p['summary']}"
+        if p.get("regrade_score") is None:  # a failed inspection needs no re-grade (issue 16)
+            return f"验收{'通过' if p['passed'] else '未通过'}：{p['summary']}"
+        return (f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {grade(p['regrade'], p.get('regrade_label'))}"
+                f"（{p['regrade_score']:g} 分）：{p['summary']}")
     if k == "deadline_extended":
         return f"{Stage(p['stage']).label}截止日期延至 {p['deadline']}：{p['reason']}"
     if k in ("reminded", "escalated") and p.get("manual"):  # 催办 by a person (issue 16; notifications.manual)
-        return f"{p.get('by', event['actor'])} 催办（截止 {p['deadline']}）：{'、'.join(p.get('to', []))}"
+        by = nm.get(str(p.get("by") or event["actor"]), "组织部")
+        return f"{by} 催办（截止 {p['deadline']}）：{who(p.get('to'))}"
     if k == "reminded":
-        days = p["rung"].removeprefix("before-")
-        return f"截止 {p['deadline']} 前 {days} 天提醒：{'、'.join(p.get('to', []))}"
+        days = str(p["rung"]).removeprefix("before-")
+        return f"截止 {p['deadline']} 前 {days} 天提醒：{who(p.get('to'))}"
     if k == "escalated":
-        return f"逾期 {p.get('days_overdue', '?')} 天（截止 {p['deadline']}），督促：{'、'.join(p.get('to', []))}"
+        return f"逾期 {p.get('days_overdue', '?')} 天（截止 {p['deadline']}），督促：{who(p.get('to'))}"
     if k == "supervision_order":
-        return str(p.get("text") or f"督办令（截止 {p['deadline']}）：{'、'.join(p.get('to', []))}")
+        return str(p.get("text") or f"督办令（截止 {p['deadline']}）：{who(p.get('to'))}")
     if k == "opened":
-        return f"在活动 {p['campaign']} 中立案"
+        return f"在活动“{nm.get(p['campaign'], p['campaign'])}”中立案"
     return ""
 
 
-def history(session: Session, branch: str, *, campaign: str | None = None, at: dt.datetime | None = None) -> dict[str, Any]:
-    """The branch's events (up to ``at``) and the state replayed from them."""
+def may_know_objectors(actor: Any, case: LoadedCase) -> bool:
+    """Who objected is confidential (a 公示 protects the complainant): only auditors and the organisation
+    department of the branch's committee may know it."""
+    if actor is None:
+        return False
+    from states.base import Role
+    from workflow.service import may
+
+    return bool(actor.has_role(Role.auditor) or may(actor, [Role.org_department], case))
+
+
+def hide_objectors(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with every objection's author removed (the text and the outcome stay)."""
+    return {**state, "objections": [{**o, "by": None} for o in state.get("objections", [])]}
+
+
+def _names(session: Session, case: LoadedCase, events: list[dict[str, Any]]) -> dict[str, str]:
+    """Display names for the addresses and codes the events mention (one query per kind)."""
+    from workflow.models import Committee, Person
+
+    emails: set[str] = set()
+    for e in events:
+        emails.add(e["actor"])
+        p = e.get("payload", {})
+        emails.update(str(x) for x in (p.get("to") or []) if isinstance(x, str))
+        if isinstance(p.get("by"), str):
+            emails.add(p["by"])
+    emails.discard(SYSTEM)
+    out = {r.email: r.name for r in session.execute(select(Person.email, Person.name).where(Person.email.in_(emails)))}
+    out[SYSTEM] = SYSTEM_NAME
+    out[case.campaign.code] = case.campaign.name
+    for code, name in session.execute(select(Committee.code, Committee.name).where(Committee.code == case.committee_code)):
+        out[code] = name
+    if case.general_branch_code:
+        for code, name in session.execute(select(GeneralBranch.code, GeneralBranch.name)
+                                          .where(GeneralBranch.code == case.general_branch_code)):
+            out[code] = name
+    return out
+
+
+def history(session: Session, branch: str, *, campaign: str | None = None, at: dt.datetime | None = None,
+            actor: Any = None) -> dict[str, Any]:
+    """The branch's events (up to ``at``) and the state replayed from them, each event with its actor's name
+    (``actor_name``; 系统 for the system) and a plain Chinese description. Unless ``actor`` may know it
+    (:func:`may_know_objectors`), who lodged an objection is removed from the events and the state."""
     case = load_case(session, branch, campaign)
+    reveal_objectors = may_know_objectors(actor, case)
     events = list(events_of(session, case.row.id, until=at))
     state = replay(case.campaign.code, case.branch.code, events)
+    labels = {b.code: b.grade for b in case.campaign.grading.scale.bands}
+    names = _names(session, case, events)
+    shown = []
+    for e in events:
+        row = {**e, "label": EVENT_LABELS.get(e["kind"], e["kind"]), "description": describe(e, labels, names),
+               "actor_name": names.get(e["actor"], "（未知人员）"), "system": e["kind"] in SYSTEM_KINDS
+               and not e.get("payload", {}).get("manual")}
+        if e["kind"] == "objection_lodged" and not reveal_objectors:
+            row.update(actor=None, actor_name=CONFIDENTIAL_OBJECTOR)
+        shown.append(row)
     return {
         "campaign": case.campaign.code,
         "branch": {"code": case.branch.code, "name": case.branch.name},
         "at": iso(at) if at else None,
-        "events": [
-            {**e, "label": EVENT_LABELS.get(e["kind"], e["kind"]), "description": describe(e)} for e in events
-        ],
-        "state": state,
+        "events": shown,
+        "state": state if reveal_objectors else hide_objectors(state),
         "stage_label": Stage(state["stage"]).label,
         "final_grade_label": (case.campaign.grading.scale.by_code(state["final_grade"]).grade
                               if state.get("final_grade") else None),

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from service.api import TZ, parse_time
 from service.app import runtime
+from service.application import TZ, parse_time
 from service.auth import (
     require_see,
     sees_everything,
@@ -39,7 +39,7 @@ def audit_page(request: Request) -> Response:
             if code:
                 require_see(s, actor, code)
                 at = parse_time(at_s, "重放日期")
-                h = views.history(s, code, at=at)
+                h = views.history(s, code, at=at, actor=actor)
                 ctx["history"] = h
                 ctx["events"] = [{**e, "local": audit.parse_iso(e["at"]).astimezone(TZ).strftime("%Y-%m-%d %H:%M"),
                                   "stage_label": Stage(e["stage"]).label} for e in h["events"]]

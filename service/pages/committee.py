@@ -18,6 +18,7 @@ from service.pages.common import (
     _page_actor,
     render,
 )
+from service.pages.record import grading_parts, person_names, self_assessment_rows
 from states.base import Role, Stage
 from workflow import service, views
 from workflow.repository import load_case
@@ -44,8 +45,12 @@ def _committee_ctx(s: Session, actor: Actor, now: dt.datetime) -> dict[str, Any]
             "may_grade": service.may(actor, [Role.committee_member, Role.org_department], case),
             "may_advance": service.may(actor, [Role.org_department, Role.committee_member], case),
             "explained": views.card(case, now)["grade_explained"],
+            "parts": grading_parts(case), "sa": self_assessment_rows(case),  # what they sign (issue 16)
+            "tally": st["records"].get(Stage.member_evaluation.value, {}).get("tally"),
+            "adjust_reason": st["adjustment"]["reason"] if st.get("adjustment") else None,
         })
-    return {"rows": rows}
+    names = person_names(s, {x["member"] for r in rows for x in r["signatures"]})
+    return {"rows": rows, "names": names}
 
 
 @router.get("/committee", response_class=HTMLResponse)

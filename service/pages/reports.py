@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 import reports
-from service.api import parse_time, report_scope
 from service.app import runtime
+from service.application import parse_time, report_scope
 from service.pages.common import (
     _page_actor,
     _role_flags,
