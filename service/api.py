@@ -43,12 +43,26 @@ from workflow.service import Actor
 TZ = ZoneInfo("Asia/Shanghai")
 
 
+class ProblemBody(BaseModel):
+    """One thing wrong with the input: the field (list items counted from 1: ``items[2].measure``), the item
+    number, a stable key with its parameters and the Chinese message that names the field."""
+
+    model_config = ConfigDict(extra="allow")
+    field: str
+    item: int | None = None
+    key: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    message: str
+
+
 class ErrorBody(BaseModel):
-    """Every error: the error's class name and a Chinese message; refused moves also list what is unmet."""
+    """Every error: the error's class name and a Chinese message; refused moves also list what is unmet; bad
+    input lists its ``problems`` field by field."""
 
     model_config = ConfigDict(extra="allow")
     error: str
     message: str
+    problems: list[ProblemBody] | None = None
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -18,13 +18,15 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from service import cli_lang
 from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, importer, service, views
 from workflow.db import make_engine, session_factory
-from workflow.errors import BranchflowError, Conflict, InvalidInput
+from workflow.errors import BranchflowError, Conflict, InvalidInput, from_json_error
 from workflow.settings import Settings
 
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+cli_lang.install()  # click's own words in Chinese (before any command is declared)
 
 
 def parse_now(value: str | None) -> dt.datetime:
@@ -73,7 +75,15 @@ HELP_TEXT = "显示此帮助并退出"
 
 
 class ChineseHelpCommand(click.Command):
-    """A command whose --help option speaks Chinese like the rest of the CLI."""
+    """A command whose --help option speaks Chinese like the rest of the CLI (service/cli_lang.py: click's
+    words, usage errors, argument names)."""
+
+    context_class = cli_lang.ChineseContext
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("options_metavar", "[选项]")
+        super().__init__(*args, **kwargs)
+        cli_lang.label_arguments(self)
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         opt = super().get_help_option(ctx)
@@ -88,6 +98,13 @@ class BranchflowGroup(click.Group):
 
     command_class = ChineseHelpCommand
     group_class = type  # subgroups are BranchflowGroups too
+    context_class = cli_lang.ChineseContext
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("options_metavar", "[选项]")
+        kwargs.setdefault("subcommand_metavar", "命令 [参数]…")
+        super().__init__(*args, **kwargs)
+        cli_lang.label_arguments(self)
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         opt = super().get_help_option(ctx)
@@ -95,12 +112,33 @@ class BranchflowGroup(click.Group):
             opt.help = HELP_TEXT
         return opt
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # the root's own options: worded in Chinese like the rest
+            if isinstance(exc, cli_lang.ChineseUsageError) or cli_lang.is_help(exc):
+                raise
+            raise cli_lang.chinese(exc) from None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
+            known = "、".join(self.list_commands(ctx))
+            raise cli_lang.ChineseUsageError(f"没有命令“{name}”；可用的命令：{known}", ctx=ctx)
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BranchflowError as exc:
             click.echo(f"错误：{exc.message}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a subcommand's options and arguments, in Chinese (service/cli_lang.py)
+            if isinstance(exc, cli_lang.ChineseUsageError) or cli_lang.is_help(exc):
+                raise
+            raise cli_lang.chinese(exc) from None
 
 
 now_option = click.option("--now", "now_s", default=None, help="操作时间（ISO 格式；默认当前时间；无时区按北京时间）")
@@ -214,6 +252,7 @@ def campaign_list(as_json: bool) -> None:
 @click.argument("code", required=False)
 def campaign_show(code: str | None) -> None:
     """显示活动配置（截止日期、等级、评分标准）。"""
+    from workflow.campaign import BRANCH_TYPE_LABELS, SOURCE_LABELS
     from workflow.repository import campaign_of, get_campaign_row
     from workflow.yearover import calendar_in_force
 
@@ -229,10 +268,12 @@ def campaign_show(code: str | None) -> None:
     if c.grading.scale.note:
         click.echo(f"  说明：{c.grading.scale.note}")
     w = c.grading.weights.as_dict()
-    click.echo("权重：" + "，".join(f"{k} {v:g}" for k, v in w.items() if v))
+    click.echo("权重：" + "，".join(f"{SOURCE_LABELS.get(k, k)} {v:g}" for k, v in w.items() if v))
     for r in c.grading.rubrics:
-        click.echo(f"评分标准“{r.name}”（{len(r.items)} 项）" + (f"适用：{', '.join(r.branch_types)}" if r.branch_types else ""))
-    click.echo(f"公示期：{c.publicity.window_working_days} 个工作日；签字法定人数：{c.sign_off.quorum}")
+        kinds = "、".join(BRANCH_TYPE_LABELS.get(t, t) for t in r.branch_types)
+        click.echo(f"评分标准“{r.name}”（{len(r.items)} 项）" + (f"适用：{kinds}" if kinds else ""))
+    quorum = "过半数" if c.sign_off.quorum == "majority" else f"{c.sign_off.quorum} 人"
+    click.echo(f"公示期：{c.publicity.window_working_days} 个工作日；签字法定人数：{quorum}")
     click.echo(calendar_line)  # which working-day calendar is in force (issue 12)
 
 
@@ -372,7 +413,7 @@ def person_list() -> None:
 @campaign_option
 @click.option("--stage", type=click.Choice([s.value for s in Stage]), default=None)
 @click.option("--general-branch", default=None, help="党总支编码")
-@click.option("--grade", default=None, help="等级代码")
+@click.option("--grade", default=None, help="等级（名称或代码，如 较好 或 B）")
 @click.option("--overdue", is_flag=True, help="只看逾期的")
 @now_option
 @json_option
@@ -381,6 +422,8 @@ def list_(campaign: str | None, stage: str | None, general_branch: str | None, g
     """列出党支部及其环节、等级和截止日期。"""
     # Streamed: each row is written as it is read, so memory stays flat in the number of branches.
     with _ctx().tx() as s:
+        if grade:
+            grade = _grade_code(s, campaign, grade)
         rows = views.iter_cases(s, now=parse_now(now_s), campaign=campaign, stage=stage,
                                 general_branch=general_branch, grade=grade, overdue=True if overdue else None)
         if as_json:
@@ -391,6 +434,30 @@ def list_(campaign: str | None, stage: str | None, general_branch: str | None, g
             click.echo(f"{r['code']}\t{r['name']}\t{r['stage_label']}\t{r['grade_label'] or '-'}\t截止 {r['deadline'] or '-'}{flag}")
             n += 1
     click.echo(f"共 {n} 个")
+
+
+def _grade_code(s: Session, campaign: str | None, grade: str) -> str:
+    """A grade given by its name (较好) or its code (B) as the campaign's code; refuse any other with the list."""
+    from workflow.repository import campaign_of, get_campaign_row
+
+    bands = campaign_of(get_campaign_row(s, campaign)).grading.scale.bands
+    for b in bands:
+        if grade in (b.code, b.grade):
+            return b.code
+    raise InvalidInput.about("grade", f"本活动没有等级“{grade}”；可用：{'、'.join(b.grade for b in bands)}",
+                             key="unknown_grade")
+
+
+def _org_names(s: Session, committee: str, general_branch: str | None) -> str:
+    """``生命学院党委（CTEST） / 教工党总支（GB1）``: the names with their codes."""
+    from sqlalchemy import select
+
+    from workflow.models import Committee, GeneralBranch
+
+    c_name = s.scalar(select(Committee.name).where(Committee.code == committee))
+    g_name = s.scalar(select(GeneralBranch.name).where(GeneralBranch.code == general_branch)) if general_branch else None
+    first = f"{c_name}（{committee}）" if c_name else committee
+    return first + (f" / {g_name}（{general_branch}）" if g_name else f" / {general_branch}" if general_branch else "")
 
 
 def _echo_json_stream(items: Iterable[Any]) -> None:
@@ -412,11 +479,12 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
     """显示一个党支部：当前环节、截止日期、未满足的条件、等级说明。"""
     with _ctx().tx() as s:
         c = views.show(s, branch, now=parse_now(now_s), campaign=campaign)
+        owner = _org_names(s, c["branch"]["committee"], c["branch"]["general_branch"])
     if as_json:
         return echo_json(c)
     b = c["branch"]
     click.echo(f"{b['name']}（{b['code']}，{b['type_label']}，党员 {b['member_count']} 人，书记 {b['secretary']}）")
-    click.echo(f"所属：{b['committee']} / {b['general_branch'] or '-'}；活动 {c['campaign']}；版本 {c['version']}")
+    click.echo(f"所属：{owner}；活动 {c['campaign']}；版本 {c['version']}")
     click.echo(f"当前环节：{c['stage_number']}. {c['stage_label']}")
     if c["deadline"]:
         state = f"已逾期 {-c['days_left']} 天" if c["overdue"] else f"还有 {c['days_left']} 天"
@@ -492,8 +560,10 @@ def record(branch: str, file: str, as_email: str, campaign: str | None, now_s: s
     raw = sys.stdin.read() if file == "-" else _read(file)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{file} 不是有效的 JSON：{exc}") from None
+    except json.JSONDecodeError as exc:
+        raise from_json_error(exc, "标准输入" if file == "-" else f"文件 {file} ") from None
+    except ValueError:  # not UTF-8 text at all
+        raise InvalidInput(f"{file} 不是有效的 JSON 文本") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{file} 应为一个 JSON 对象")
     case = _act(service.record, branch, data=data, as_email=as_email, campaign=campaign, now_s=now_s,

@@ -20,7 +20,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from workflow.limits import describe, location
+from workflow.errors import problems_from_pydantic
+from workflow.limits import describe
 
 MAX_BODY = 1024 * 1024                 # JSON and form posts: 1 MiB
 MAX_UPLOAD = 32 * 1024 * 1024          # multipart uploads: an import file (workflow.limits.IMPORT_MAX_BYTES)
@@ -137,14 +138,15 @@ class BodyLimits:
 
 
 def validation_body(errors: list[Any]) -> dict[str, Any]:
-    """The 422 body for pydantic/FastAPI errors: location, type and a Chinese message; never the input."""
-    detail = []
-    for err in errors[:MAX_ERRORS]:
-        detail.append({"loc": [str(p)[:64] for p in err.get("loc", ())][:12], "type": str(err.get("type", ""))[:64],
-                       "msg": describe(err)})
-    lines = [f"{location(err)}：{d['msg']}" for err, d in zip(errors, detail, strict=False)]
+    """The 422 body for pydantic/FastAPI errors: each with its location and type, and ``problems`` (field path
+    with items counted from 1, item number, key, Chinese message naming the field); never the input."""
+    shown = errors[:MAX_ERRORS]
+    problems = problems_from_pydantic(shown)
+    detail = [{"loc": [str(p)[:64] for p in err.get("loc", ())][:12], "type": str(err.get("type", ""))[:64],
+               "msg": describe(err)} for err in shown]
     more = f"；另有 {len(errors) - MAX_ERRORS} 处错误" if len(errors) > MAX_ERRORS else ""
-    return {"error": "InvalidInput", "message": "请求数据无效：" + "；".join(lines) + more, "detail": detail}
+    return {"error": "InvalidInput", "message": "请求数据无效：" + "；".join(p.message for p in problems) + more,
+            "detail": detail, "problems": [p.to_dict() for p in problems]}
 
 
 def install(app: FastAPI) -> None:

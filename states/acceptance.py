@@ -13,12 +13,13 @@ from workflow.errors import Unmet
 
 
 class Inspection(Record):
-    """The inspection's result; ``regrade_score`` (0–100) is the re-grade (再次考评定级)."""
+    """The inspection's result; ``regrade_score`` (0–100) is the re-grade (再次考评定级), required when it passed
+    (workflow.service.inspect): a failed inspection sends the branch back to rectification, not to a re-grade."""
 
     passed: bool
     summary: str = Field(min_length=4, max_length=8000)
     inspected_on: dt.date
-    regrade_score: float = Field(ge=0, le=100)
+    regrade_score: float | None = Field(default=None, ge=0, le=100)
     new_deadline: dt.date | None = None
     attachments: list[AttachmentRef] | None = None  # the inspection's files: the written summary, photos
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from states.base import Record, Role, Stage, StageSpec
-from workflow.errors import Unmet
+from workflow.errors import Problem, Unmet
 
 
 class SelfAssessmentRecord(Record):
@@ -26,19 +26,22 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate(record: dict[str, Any], campaign: Any, facts: Any) -> list[str]:
+def validate(record: dict[str, Any], campaign: Any, facts: Any) -> list[Problem]:
     """Problems that make a filing invalid (unknown items, scores out of bounds, attendance > members)."""
     rubric = campaign.grading.rubric_for(facts.branch_type)
     problems = []
     for item_id, score in record.get("scores", {}).items():
         item = rubric.item(item_id)
         if item is None:
-            problems.append(f"评分标准“{rubric.name}”中没有第 {item_id} 项")
+            problems.append(Problem(loc=("scores", item_id), key="unknown_item", params={"item": item_id},
+                                    message=f"评分标准“{rubric.name}”中没有第 {item_id} 项"))
         elif not 0 <= score <= item.max:
-            problems.append(f"第 {item_id} 项得分 {score:g} 超出范围 0–{item.max:g}")
+            problems.append(Problem(loc=("scores", item_id), key="out_of_range", params={"ge": 0, "le": item.max},
+                                    message=f"第 {item_id} 项得分 {score:g} 超出范围 0–{item.max:g}"))
     att = record.get("attendance")
     if att is not None and facts.member_count and att > facts.member_count:
-        problems.append(f"到会人数 {att} 超过党员人数 {facts.member_count}")
+        problems.append(Problem(loc=("attendance",), key="above_members", params={"le": facts.member_count},
+                                message=f"到会人数 {att} 超过党员人数 {facts.member_count}"))
     return problems
 
 
@@ -49,7 +52,8 @@ def can_leave(state: dict[str, Any], campaign: Any, facts: Any, *, now: Any = No
     scores = rec.get("scores", {})
     missing = [i.id for i in rubric.items if i.id not in scores]
     if missing:
-        unmet.append(Unmet(code="self_assessment.scores", message=f"以下评分项尚未打分：第 {'、'.join(missing)} 项"))
+        unmet.append(Unmet(code="self_assessment.scores", message=f"以下评分项尚未打分：第 {'、'.join(missing)} 项",
+                           fields=tuple(("scores", i) for i in missing)))
     if not rec.get("meeting_date"):
         unmet.append(Unmet(code="self_assessment.meeting", message="未填写支部大会日期"))
     att = rec.get("attendance")

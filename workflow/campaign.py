@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from states.base import WORKING_STAGES, Stage
-from workflow.errors import InvalidInput
+from workflow.errors import InvalidInput, Problem, from_toml_error, problems_from_pydantic
 
 PRESETS_PACKAGE = "workflow.presets"
 BRANCH_TYPES = ("teacher", "undergraduate", "graduate", "admin", "retired")
@@ -379,15 +379,33 @@ class Campaign(_Frozen):
         return int(self.sign_off.quorum)
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(顶层)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"未知的配置项 {err['loc'][-1]!r}（拼写有误，或不属于这一节）"
-        lines.append(f"  {loc}: {msg}")
-    return f"活动配置 {source} 无效：\n" + "\n".join(lines)
+# The campaign file's sections and keys, named for people beside the key as the file spells it.
+CAMPAIGN_KEYS: dict[str, str] = {
+    "code": "活动编码", "name": "活动名称", "year": "年份", "timezone": "时区", "preset": "预设", "description": "说明",
+    "grading": "评分与等级", "member_evaluation": "党员群众测评", "publicity": "公示", "sign_off": "签字确认",
+    "calendar": "工作日历", "reminders": "提醒", "escalation": "逐级督促", "deadlines": "各环节截止日期",
+    "tasks": "任务清单", "rubrics": "评分标准", "scale": "等级", "weights": "权重", "veto": "否决规则",
+    "items": "评分项", "bands": "等级档次", "max": "满分", "holidays": "节假日", "workdays": "调休工作日",
+}
+
+
+def _key_label(loc: tuple[str | int, ...]) -> str:
+    """``grading.rubrics[1].items[3].max（满分）``: the path as the file has it, then its Chinese name."""
+    last = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    path = Problem(loc=loc).field or "(顶层)"
+    return f"{path}（{CAMPAIGN_KEYS[last]}）" if last in CAMPAIGN_KEYS else path
+
+
+def _invalid(exc: ValidationError, source: str) -> InvalidInput:
+    """Every problem of a campaign file in Chinese (workflow.errors), each at the key path as the file has it."""
+    problems = []
+    for p in problems_from_pydantic(exc.errors(), labels=_key_label):
+        if p.key == "extra_forbidden":
+            p = Problem(loc=p.loc, key=p.key, message=f"{Problem(loc=p.loc).field}：未知的配置项“{p.loc[-1]}”"
+                                                      "（拼写有误，或不属于这一节）")
+        problems.append(p)
+    lines = "\n".join(f"  {p.message}" for p in problems)
+    return InvalidInput(f"活动配置 {source} 无效：\n{lines}", problems=problems)
 
 
 def parse_campaign(data: dict[str, Any], *, source: str = "<data>") -> Campaign:
@@ -397,14 +415,14 @@ def parse_campaign(data: dict[str, Any], *, source: str = "<data>") -> Campaign:
     try:
         return Campaign.model_validate({**flat, **rest})
     except ValidationError as exc:
-        raise InvalidInput(_format_errors(exc, source)) from None
+        raise _invalid(exc, source) from None
 
 
 def parse_campaign_text(text: str, *, source: str = "<text>") -> Campaign:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"活动配置 {source} 不是有效的 TOML：{exc}") from None
+        raise from_toml_error(exc, f"活动配置 {source} ") from None
     return parse_campaign(data, source=source)
 
 

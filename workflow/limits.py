@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workflow.errors import InvalidInput
+from workflow.errors import InvalidInput, pydantic_text
 
 INT4_MAX = 2_147_483_647
 
@@ -167,9 +167,10 @@ def check_date(value: dt.date, what: str, year: int) -> str | None:
     return None
 
 
-def require(problem: str | None) -> None:
+def require(problem: str | None, field: str | None = None) -> None:
+    """Raise :class:`InvalidInput` when there is a problem; ``field`` (the data's field name) lets a page mark it."""
     if problem:
-        raise InvalidInput(problem)
+        raise InvalidInput.about(field, problem, key="limit") if field else InvalidInput(problem)
 
 
 def clean_email(value: str, what: str = "电子邮箱") -> str:
@@ -201,66 +202,12 @@ def check_data(data: Any, where: str = "data", depth: int = 0) -> str | None:
     return None
 
 
-# --- pydantic errors in Chinese -------------------------------------------------------------------------
-
-_MESSAGES: dict[str, str] = {
-    "missing": "必填",
-    "extra_forbidden": "不允许的字段",
-    "string_type": "须为文字",
-    "string_too_short": "至少 {min_length} 个字符",
-    "string_too_long": "最多 {max_length} 个字符",
-    "string_pattern_mismatch": "格式不符合要求",
-    "int_type": "须为整数",
-    "int_parsing": "须为整数",
-    "int_parsing_size": "整数超出范围",
-    "int_from_float": "须为整数",
-    "float_type": "须为数字",
-    "float_parsing": "须为数字",
-    "finite_number": "须为有限的数字",
-    "bool_type": "须为 true 或 false",
-    "bool_parsing": "须为 true 或 false",
-    "greater_than": "须大于 {gt}",
-    "greater_than_equal": "须不小于 {ge}",
-    "less_than": "须小于 {lt}",
-    "less_than_equal": "须不大于 {le}",
-    "date_type": "须为日期（示例：2026-04-25）",
-    "date_parsing": "须为日期（示例：2026-04-25）",
-    "date_from_datetime_parsing": "须为日期（示例：2026-04-25）",
-    "date_from_datetime_inexact": "须为日期，不含时间",
-    "datetime_type": "须为时间（示例：2026-04-25T09:00+08:00）",
-    "datetime_parsing": "须为时间（示例：2026-04-25T09:00+08:00）",
-    "datetime_from_date_parsing": "须为时间（示例：2026-04-25T09:00+08:00）",
-    "enum": "可选值：{expected}",
-    "literal_error": "可选值：{expected}",
-    "dict_type": "须为对象（JSON {{}}）",
-    "list_type": "须为列表",
-    "model_type": "须为对象（JSON {{}}）",
-    "model_attributes_type": "须为对象（JSON {{}}）",
-    "too_short": "至少 {min_length} 项",
-    "too_long": "最多 {max_length} 项",
-    "json_invalid": "不是有效的 JSON",
-    "json_type": "不是有效的 JSON",
-    "url_parsing": "不是有效的网址",
-    "uuid_parsing": "格式无效",
-}
+# --- pydantic errors in Chinese: the one table is workflow.errors.PYDANTIC_MESSAGES -----------------------
 
 
 def describe(err: Mapping[str, Any]) -> str:
     """One pydantic error (its ``type`` and ``ctx``) in Chinese; the offending input is never repeated."""
-    kind = str(err.get("type", ""))
-    ctx = err.get("ctx") or {}
-    if kind in ("value_error", "assertion_error"):
-        e = ctx.get("error")
-        text = str(e) if e is not None else ""
-        return text[:300] if text else "值无效"
-    template = _MESSAGES.get(kind)
-    if template is None:
-        return "值无效"
-    safe = {k: (str(v)[:200] if not isinstance(v, int | float) else v) for k, v in ctx.items()}
-    try:
-        return template.format(**safe)
-    except (KeyError, IndexError, ValueError):
-        return template.split("{")[0] or "值无效"
+    return pydantic_text(err)
 
 
 def location(err: Mapping[str, Any], skip: tuple[str, ...] = ("body", "query", "path", "header", "cookie")) -> str:

@@ -29,7 +29,15 @@ from workflow import grading, machine
 from workflow import limits as _limits
 from workflow.calendar import for_campaign
 from workflow.case import current_grade
-from workflow.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionRefused
+from workflow.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Problem,
+    TransitionRefused,
+    invalid_from_pydantic,
+)
 from workflow.models import Person, RoleAssignment
 from workflow.repository import LoadedCase, append, load_case, save
 
@@ -112,12 +120,8 @@ def require(actor: Actor, roles: Iterable[Role], case: LoadedCase, what: str) ->
 def _validate(model: type[BaseModel], data: Any, what: str) -> BaseModel:
     try:
         return model.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        lines = [f"  {_limits.location(err)}: {_limits.describe(err)}" for err in errors[:20]]  # Chinese; never the input
-        if len(errors) > 20:
-            lines.append(f"  …… 另有 {len(errors) - 20} 处错误")
-        raise InvalidInput(f"{what}数据无效：\n" + "\n".join(lines)) from None
+    except ValidationError as exc:  # Chinese, field by field (workflow.errors); never the input
+        raise invalid_from_pydantic(exc.errors(), f"{what}数据") from None
 
 
 def _json(model: BaseModel) -> dict[str, Any]:
@@ -211,11 +215,18 @@ def record(session: Session, branch: str, actor: Actor, data: dict[str, Any], *,
     payload = _json(rec)
     if files:
         payload["attachments"] = _files.refs_json(files)
-    validate: Callable[..., list[str]] | None = spec.extra.get("validate")
+    validate: Callable[..., list[Any]] | None = spec.extra.get("validate")  # Problems (or plain sentences)
     if validate:
-        problems = validate(payload, case.campaign, case.facts)
-        if problems:
-            raise InvalidInput(f"“{case.stage.label}”数据无效：\n" + "\n".join(f"  {p}" for p in problems))
+        found = [p if isinstance(p, Problem) else Problem(message=str(p)) for p in validate(payload, case.campaign,
+                                                                                             case.facts)]
+        if found:
+            raise InvalidInput(f"“{case.stage.label}”数据无效：\n" + "\n".join(f"  {p}" for p in found),
+                               problems=found)
+    refuse_submission: Callable[..., list[Any]] | None = spec.extra.get("refuse_submission")
+    if refuse_submission:
+        refused = refuse_submission(case.state, payload, case.campaign)
+        if refused:
+            raise TransitionRefused("整改方案未提交", unmet=refused)
     if (case.stage is Stage.rectification and case.state["records"].get("rectification", {}).get("submitted")
             and payload.get("items") is not None):
         raise TransitionRefused("整改方案已提交，不能再修改整改事项；请逐项完成并上传佐证")
@@ -229,7 +240,7 @@ def complete_item(session: Session, branch: str, actor: Actor, item: int, eviden
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.rectification], "完成整改事项")
     require(actor, [Role.branch_secretary], case, "完成整改事项")
-    _limits.require(_limits.check_text(evidence, "佐证"))
+    _limits.require(_limits.check_text(evidence, "佐证"), "evidence")
     c = _validate(Completion, {"item": item, "evidence": evidence}, "整改完成情况")
     rect = case.state["records"].get("rectification", {})
     items = rect.get("items", [])
@@ -260,12 +271,16 @@ def inspect(session: Session, branch: str, actor: Actor, data: dict[str, Any], *
     today = _local_date(case, now)
     if not insp.passed:
         if insp.new_deadline is None:
-            raise InvalidInput("验收未通过时须给出限期完成整改的新截止日期（new_deadline）")
+            raise InvalidInput.about("new_deadline", "验收未通过时须给出限期完成整改的新截止日期", key="missing")
         if insp.new_deadline <= today:
-            raise InvalidInput(f"新截止日期 {insp.new_deadline} 须晚于今天 {today}")
-        _limits.require(_limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year))
-    band = grading.band_of(case.campaign, insp.regrade_score)
-    payload = {**_json(insp), "regrade": band.code, "regrade_label": band.grade, "first_grade": case.state["final_grade"]}
+            raise InvalidInput.about("new_deadline", f"新截止日期 {insp.new_deadline} 须晚于今天 {today}",
+                                     key="after_today", today=today.isoformat())
+        _limits.require(_limits.check_date(insp.new_deadline, "新截止日期", case.campaign.year), "new_deadline")
+    elif insp.regrade_score is None:  # a failed inspection needs no re-grade: the branch rectifies again first
+        raise InvalidInput.about("regrade_score", "验收通过时须填写再次定级得分（0–100）", key="missing")
+    band = grading.band_of(case.campaign, insp.regrade_score) if insp.regrade_score is not None else None
+    payload = {**_json(insp), "regrade": band.code if band else None, "regrade_label": band.grade if band else None,
+               "first_grade": case.state["final_grade"]}
     if files:
         payload["attachments"] = _files.refs_json(files)
     append(session, case, kind="inspected", actor=actor.email, at=now, payload=payload)
@@ -310,7 +325,8 @@ def adjust_grade(session: Session, branch: str, actor: Actor, grade: str, reason
     by_label = {b.grade: b for b in scale.bands}
     band = codes.get(grade) or by_label.get(grade)
     if band is None:
-        raise InvalidInput(f"未知的等级 {grade!r}；可用：{'、'.join(f'{b.grade}({b.code})' for b in scale.bands)}")
+        raise InvalidInput.about("grade", f"本活动没有等级“{grade}”；可用：{'、'.join(b.grade for b in scale.bands)}",
+                                 key="unknown_grade")
     append(session, case, kind="grade_adjusted", actor=actor.email, at=now,
            payload={"grade": band.code, "grade_label": band.grade, "reason": _json(adj)["reason"],
                     "computed": case.state["grade"]["grade"]})
@@ -370,7 +386,7 @@ def lodge_objection(session: Session, branch: str, actor: Actor, text: str, *, n
         raise TransitionRefused(f"公示期自 {pub['start']} 开始，尚不能提出异议")
     if today > dt.date.fromisoformat(pub["end"]):
         raise TransitionRefused(f"公示期已于 {pub['end']} 结束，不能再提出异议")
-    _limits.require(_limits.check_text(text, "异议内容"))
+    _limits.require(_limits.check_text(text, "异议内容"), "text")
     obj = _validate(Objection, {"text": text}, "异议")
     next_id = len(case.state["objections"]) + 1
     append(session, case, kind="objection_lodged", actor=actor.email, at=now,
@@ -384,7 +400,7 @@ def resolve_objection(session: Session, branch: str, actor: Actor, objection_id:
     case = _load(session, branch, campaign, None)
     _in_stage(case, [Stage.publicity], "处理异议")
     require(actor, [Role.org_department], case, "处理异议")
-    _limits.require(_limits.check_text(reason, "理由"))
+    _limits.require(_limits.check_text(reason, "理由"), "reason")
     res = _validate(Resolution, {"upheld": upheld, "reason": reason}, "异议处理")
     if not any(o["id"] == objection_id for o in open_objections(case.state)):
         raise NotFound(f"没有编号为 {objection_id} 的待处理异议")

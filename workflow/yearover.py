@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from states.base import Role
 from workflow.calendar import describe, for_campaign, library_knows, require_known_year
 from workflow.campaign import Campaign, GradeScale, parse_campaign_text
-from workflow.errors import CalendarUnknown, InvalidInput
+from workflow.errors import CalendarUnknown, InvalidInput, from_toml_error
 from workflow.models import Branch, BranchLineageRow, CampaignRow, CaseRow, Committee, RoleAssignment
 
 UP, SAME, DOWN, NEW, UNCOMPARABLE = "晋位", "持平", "降位", "新建", "不可比"
@@ -205,7 +205,7 @@ def calendar_section(*, year: int, calendar_file_text: str | None, weekdays_only
     try:
         data = tomllib.loads(calendar_file_text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"工作日历文件不是有效的 TOML：{exc}") from None
+        raise from_toml_error(exc, "工作日历文件") from None
     cal = data.get("calendar", data)
     if not isinstance(cal, dict) or set(cal) - {"holidays", "workdays", "weekdays_only"}:
         raise InvalidInput("工作日历文件只能包含 [calendar] 一节：holidays、workdays（或 weekdays_only）")

@@ -32,6 +32,7 @@ from service.pages.common import (
     redirect_with_notice,
     render,
 )
+from service.pages.fields import fields_of
 from service.pages.publicity import _publicity_ctx
 from states import spec_for
 from states.base import WORKING_STAGES, Role, Stage
@@ -343,7 +344,7 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
             return render(request, "error.html", {"title": "无法完成", "message": error.message},
                           status=error.http_status, actor=actor)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
-    ctx["invalid"] = invalid_fields(error.message)
+    ctx["invalid"] = fields_of(error) | invalid_fields(error.message)  # the error's locations (and unmet words)
     owner = {"record": "record", "record_advance": "record", "advance": "advance", "grade": "grade", "adjust": "grade",
              "sign": "grade", "publish": "publish", "resolve": "resolve", "complete": "complete", "extend": "extend"}
     err["top"] = not ctx["perm"].get(owner.get(action, ""), False)  # no form to show it beside: show it on top

@@ -24,6 +24,7 @@ from service.auth import (
     NotAuthenticated,
     csrf_binding,
 )
+from service.pages.fields import form_label
 from service.security import cookie_secure
 from states.base import ROLE_LABELS, Role
 from workflow import limits
@@ -170,7 +171,7 @@ def _f(form: FormData, name: str) -> str:
     v = form.get(name)
     if not isinstance(v, str):
         return ""
-    limits.require(limits.check_text(v, f"表单字段“{FIELD_LABELS.get(name, name[:32])}”"))
+    limits.require(limits.check_text(v, f"表单字段“{FIELD_LABELS.get(name) or form_label(name)}”"), name)
     return v.strip()
 
 
@@ -185,12 +186,12 @@ def _number(form: FormData, name: str, what: str, *, integer: bool = False) -> f
     if integer:
         n, problem = limits.parse_int(raw, what, "int4")
         if problem:
-            raise InvalidInput(f"{what}“{raw[:40]}”不是合理的整数")
+            raise InvalidInput.about(name, f"{what}“{raw[:40]}”不是合理的整数", key="int_parsing")
         return n
     try:
         x = float(raw)
     except ValueError:
-        raise InvalidInput(f"{what}“{raw[:40]}”不是数字") from None
+        raise InvalidInput.about(name, f"{what}“{raw[:40]}”不是数字", key="float_parsing") from None
     if not math.isfinite(x) or abs(x) > 1e9:
-        raise InvalidInput(f"{what}“{raw[:40]}”不是合理的数字")
+        raise InvalidInput.about(name, f"{what}“{raw[:40]}”不是合理的数字", key="finite_number")
     return x

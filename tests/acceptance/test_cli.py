@@ -54,7 +54,8 @@ def test_every_command_has_chinese_help(cli: CLI) -> None:
     for c in commands:
         assert c in top
         out = cli(c, "--help").stdout
-        assert "Usage:" in out and any("\u4e00" <= ch <= "\u9fff" for ch in out), c
+        assert "用法：" in out and "选项：" in out and any("\u4e00" <= ch <= "\u9fff" for ch in out), c
+        assert "Usage" not in out and "Options" not in out and "[required]" not in out, c
     assert "--now" in cli("advance", "--help").stdout
     assert "--at" in cli("history", "--help").stdout
 

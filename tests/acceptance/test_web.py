@@ -246,7 +246,7 @@ def test_a_branch_goes_through_every_stage_by_the_web_forms(site: Site) -> None:
 
     survey = {f"f_{k}": "yes" for k in ("organisation", "leadership", "rules", "direction", "activities", "role", "support")}
     bad = submit_error("gb1", {**survey, "last_activity": "2026-02-30", "action": "record_advance"}, at(3, 20))
-    assert "last_activity" in bad and w.stage("B1") is Stage.survey
+    assert "最近一次活动日期：须为日期" in bad and "last_activity" not in bad and w.stage("B1") is Stage.survey
     assert "进入“支部自评”" in submit("gb1", {**survey, "last_activity": "2026-03-05", "secretary_violation": "no",
                                              "action": "record_advance"}, at(3, 20))
     assert w.case("B1").state["records"]["survey"]["last_activity"] == "2026-03-05"

@@ -115,7 +115,7 @@ def test_score_out_of_bounds_is_rejected_and_nothing_recorded(world: World) -> N
         world.do(service.record, "B1", "sec1@test.cn", data, now=at(4, 1))
     assert "第 17 项得分 11 超出范围 0–10" in err.value.message
     assert "没有第 99 项" in err.value.message
-    with pytest.raises(InvalidInput, match="attendance"):
+    with pytest.raises(InvalidInput, match="到会人数：须不小于 0"):
         world.do(service.record, "B1", "sec1@test.cn", {"attendance": -1}, now=at(4, 1))
     assert snapshot(world, "B1") == before
 
@@ -133,7 +133,7 @@ def test_sign_off_rules(world: World) -> None:
         world.do(service.sign, "B4", MEMBERS[2], now=at(4, 20))
     with pytest.raises(TransitionRefused, match="签字 1 人，未达到法定人数 2 人"):
         world.do(service.advance, "B4", ORG, now=at(4, 20))
-    with pytest.raises(InvalidInput, match="reason"):
+    with pytest.raises(InvalidInput, match="理由"):
         world.do(service.adjust_grade, "B4", MEMBERS[1], "advanced", "", now=at(4, 20))
     world.do(service.adjust_grade, "B4", MEMBERS[1], "先进", "支部品牌创建成效显著，党委研究调整", now=at(4, 20))
     assert world.case("B4").state["signatures"] == []  # the signatures were for the old grade
@@ -183,7 +183,7 @@ def test_dismissed_objection_is_recorded_and_publicity_waits_for_window(world: W
 
 def test_failed_inspection_sends_case_back_with_new_deadline(world: World) -> None:
     world.drive("B1", Stage.acceptance)
-    with pytest.raises(InvalidInput, match="new_deadline"):
+    with pytest.raises(InvalidInput, match="新截止日期"):
         world.do(service.inspect, "B1", GB_SEC, {"passed": False, "summary": "整改流于形式", "inspected_on": "2026-09-01",
                                                  "regrade_score": 60}, now=at(9, 1))
     world.do(service.inspect, "B1", GB_SEC, {"passed": False, "summary": "整改流于形式", "inspected_on": "2026-09-01",

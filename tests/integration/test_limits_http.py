@@ -60,7 +60,8 @@ def test_validation_errors_never_echo_the_input_and_are_in_chinese(site: Site) -
     r: Any = raw(site, "sec1", "/api/branches/B1/records", '{"data": {}, "expected_version": 1e400}')
     assert r.status_code == 422, r.text
     body = r.json()
-    assert body["error"] == "InvalidInput" and "expected_version" in body["message"]
+    assert body["error"] == "InvalidInput" and "版本号" in body["message"] and "expected_version" not in body["message"]
+    assert body["problems"][0]["field"] == "expected_version" and body["problems"][0]["key"] == "finite_number"
     assert "inf" not in r.text.lower() and "1e400" not in r.text and "input" not in json.dumps(body["detail"])
     assert all(d["msg"] and not d["msg"].isascii() for d in body["detail"])
     payload = "长" * 300_000

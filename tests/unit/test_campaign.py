@@ -40,7 +40,7 @@ def test_maxima_not_summing_to_100() -> None:
         d["grading"]["rubrics"][0]["items"][0]["max"] = 6
 
     msg = refused(change)
-    assert "grading.rubrics.0" in msg
+    assert "grading.rubrics[1]" in msg  # the first [[grading.rubrics]] table, counted from 1
     assert "党支部分类定级评分参考标准" in msg  # the rubric's name
     assert "101" in msg and "应为 100" in msg
 
@@ -50,7 +50,7 @@ def test_maxima_short_of_100_names_the_table() -> None:
         d["grading"]["rubrics"][1]["items"].pop()  # drop the student table's last item (10 points)
 
     msg = refused(change, "cumtb-2012")
-    assert "grading.rubrics.1" in msg and "学生党支部" in msg and "90" in msg and "应为 100" in msg
+    assert "grading.rubrics[2]" in msg and "学生党支部" in msg and "90" in msg and "应为 100" in msg
 
 
 def test_duplicate_item_ids() -> None:
@@ -181,7 +181,7 @@ def test_unknown_keys_are_named(path: tuple[str, ...], key: str) -> None:
 
     msg = refused(change)
     loc = ".".join((*path, key))
-    assert f"  {loc}: 未知的配置项 '{key}'" in msg
+    assert f"  {loc}：未知的配置项“{key}”" in msg
 
 
 def test_unknown_key_in_a_rubric_item() -> None:
@@ -189,7 +189,7 @@ def test_unknown_key_in_a_rubric_item() -> None:
         d["grading"]["rubrics"][0]["items"][2]["maximum"] = 5
 
     msg = refused(change)
-    assert "grading.rubrics.0.items.2.maximum" in msg and "未知的配置项" in msg
+    assert "grading.rubrics[1].items[3].maximum" in msg and "未知的配置项" in msg
 
 
 def test_unknown_branch_type() -> None:
