@@ -19,7 +19,7 @@ from workflow import objections
 from workflow.repository import LoadedCase
 from workflow.service import Actor
 
-KIND = "objection_receipt"
+KIND = "receipt"  # outbox.kind (at most 16 characters); its mail family is "objection_receipt"
 
 
 def enqueue_receipt(session: Session, case: LoadedCase, code: str, recipient: Recipient, *, base_url: str,
@@ -30,7 +30,7 @@ def enqueue_receipt(session: Session, case: LoadedCase, code: str, recipient: Re
     oid = case.state["objections"][-1]["id"]
     ctx = {"branch_name": case.branch.name, "campaign_name": case.campaign.name, "objection_id": oid,
            "code": objections.grouped(code), "link": f"{base_url.rstrip('/')}/objections/receipt"}  # no base URL: the page's path
-    enqueue(session, [Notice(key=f"{KIND}/{case.campaign.code}/{case.branch.code}/{oid}", campaign_id=case.campaign_row.id,
+    enqueue(session, [Notice(key=f"objection-receipt/{case.campaign.code}/{case.branch.code}/{oid}", campaign_id=case.campaign_row.id,
                              kind=KIND, rung="receipt", due_at=now, context=ctx, recipients=[recipient],
                              branch_code=case.branch.code, stage=case.stage.value)], now=now)
 

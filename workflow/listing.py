@@ -128,32 +128,49 @@ def search(session: Session, query: ListQuery, *, now: dt.datetime, scope: Any =
         pat = _like(query.q)
         where.append(or_(Branch.code.like(pat + "%", escape="\\"), Branch.name.like("%" + pat + "%", escape="\\")))
 
-    def base(*cols: Any) -> Any:
-        return (select(*cols).select_from(CaseRow).join(Branch, Branch.id == CaseRow.branch_id)
-                .join(Committee, Committee.id == Branch.committee_id)
-                .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id).where(*where))
+    wide = scope is not None or bool(query.general_branch)  # the scope and the general branch read these joins
 
-    total = int(session.scalar(base(func.count())) or 0)
+    def base(*cols: Any, branch: bool = True) -> Any:
+        """Only the joins the filters need: a count of a campaign's stage is one index range on ``cases``."""
+        q = select(*cols).select_from(CaseRow)
+        if branch or wide or query.q:
+            q = q.join(Branch, Branch.id == CaseRow.branch_id)
+        if wide:
+            q = (q.join(Committee, Committee.id == Branch.committee_id)
+                 .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id))
+        return q.where(*where)
+
+    total = int(session.scalar(base(func.count(), branch=False)) or 0)
     pages = max(1, -(-total // query.per_page))
     page = min(query.page, pages)
     score = CaseRow.state[("grade", "total")].as_float()
     keys: dict[str, Any] = {
-        "code": Branch.code,
         "stage": sql_case({s.value: s.number for s in Stage}, value=CaseRow.stage, else_=99),
         "deadline": CaseRow.deadline,
         "grade": sql_case({b.code: i for i, b in enumerate(scale.bands)}, value=CaseRow.grade, else_=None),
         "score": score,
     }
-    key = keys[query.sort]
-    order = [key.desc().nulls_last() if query.desc else key.asc().nulls_last()]
-    if query.sort != "code":
-        order.append(Branch.code)
-    q = (base(CaseRow.stage, CaseRow.grade, CaseRow.deadline, CaseRow.version, score.label("score"), Branch.code,
-              Branch.name, Branch.secretary_name, GeneralBranch.code.label("gb_code"),
-              GeneralBranch.name.label("gb_name"))
-         .order_by(*order).limit(query.per_page).offset((page - 1) * query.per_page))
+    order: list[Any]
+    if query.sort == "code":  # NOT NULL and unique: the index on branches.code gives the order
+        order = [Branch.code.desc() if query.desc else Branch.code.asc()]
+    else:
+        key = keys[query.sort]
+        order = [key.desc().nulls_last() if query.desc else key.asc().nulls_last(), Branch.code]
+    # Two steps: the page's case ids by a lean query (the filter and sort columns only), then those rows'
+    # columns — so the JSON score and the names are read for one page, not for every row sorted.
+    ids = list(session.scalars(base(CaseRow.id).order_by(*order).limit(query.per_page)
+                               .offset((page - 1) * query.per_page)))
+    found: dict[int, Any] = {}
+    if ids:
+        detail = (select(CaseRow.id, CaseRow.stage, CaseRow.grade, CaseRow.deadline, CaseRow.version,
+                         score.label("score"), Branch.code, Branch.name, Branch.secretary_name,
+                         GeneralBranch.code.label("gb_code"), GeneralBranch.name.label("gb_name"))
+                  .select_from(CaseRow).join(Branch, Branch.id == CaseRow.branch_id)
+                  .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+                  .where(CaseRow.id.in_(ids)))
+        found = {r.id: r for r in session.execute(detail)}
     rows = []
-    for r in session.execute(q):
+    for r in (found[i] for i in ids if i in found):
         overdue = bool(r.deadline and today > r.deadline and r.stage != Stage.accepted.value)
         rows.append({
             "code": r.code, "name": r.name, "secretary": r.secretary_name, "general_branch": r.gb_code,

@@ -137,7 +137,7 @@ def test_a_receipt_code_follows_the_outcome_and_wrong_codes_are_limited(site: Si
     with w.sessions() as s:
         from notifications.models import OutboxRow
 
-        ctx = s.scalar(select(OutboxRow.context).where(OutboxRow.kind == "objection_receipt"))
+        ctx = s.scalar(select(OutboxRow.context).where(OutboxRow.kind == "receipt"))
         assert ctx is not None and ctx["code"] == code  # mailed to the objector, through the outbox
         assert code not in repr(dump(w.sessions)["objection_receipts"])
     anon = site.page_client(None)

@@ -163,3 +163,16 @@ def test_wrong_receipt_codes_are_rate_limited(world: World) -> None:
     with world.sessions() as s, pytest.raises(objections.UnknownReceipt):  # the window ends
         objections.follow(s, "ABCD-EFGH-JKLM", now=now + objections.WINDOW, client="10.0.0.7")
 
+
+
+def test_the_receipt_mail_renders_in_chinese() -> None:
+    from notifications.dispatch import FAMILY
+    from notifications.receipts import KIND
+    from notifications.render import render
+
+    items = [{"branch_name": "生物系教工党支部", "campaign_name": "2026 年基层组织建设年", "objection_id": 1,
+              "code": "ABCD-EFGH-JKLM", "link": "https://bf.example.cn/objections/receipt"}]
+    mail = render(FAMILY[KIND], {"recipient_name": "书记B3", "items": items, "keys": ["objection-receipt/x/B1/1"]})
+    assert "异议回执" in mail.subject and "ABCD-EFGH-JKLM" in mail.text and "https://bf.example.cn/objections/receipt" in mail.html
+    scrubbed = render(FAMILY[KIND], {"recipient_name": "书记B3", "items": [{**items[0], "code": ""}], "keys": ["k"]})
+    assert "ABCD" not in scrubbed.text and "已从系统中清除" in scrubbed.text
