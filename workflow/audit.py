@@ -133,7 +133,8 @@ def _check_case(
                                        problem=f"本链另有 {found - MAX_PER_CHAIN} 处问题未列出"))
     if case is None or state is None:
         return
-    c_version, c_stage, c_grade, c_deadline, c_state = case
+    c_version, c_stage, c_grade, c_deadline, c_state, *rest = case
+    c_prev = rest[0] if rest else state.get("previous_grade")  # last year's grade (issue 12), a projection too
     if c_version != len(rows):
         report.problems.append(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
@@ -142,7 +143,7 @@ def _check_case(
         return
     want_deadline = derived_deadline(state) if derived_deadline is not None else c_deadline
     if (c_state != state or c_stage != state["stage"] or c_grade != current_grade(state)
-            or c_deadline != want_deadline):
+            or c_deadline != want_deadline or c_prev != state.get("previous_grade")):
         diff = sorted(k for k in set(state) | set(c_state) if state.get(k) != c_state.get(k))
         if c_stage != state["stage"]:
             diff.insert(0, f"stage={c_stage}≠{state['stage']}")
@@ -150,13 +151,15 @@ def _check_case(
             diff.append(f"grade={c_grade}≠{current_grade(state)}")
         if c_deadline != want_deadline:
             diff.append(f"deadline={c_deadline}≠{want_deadline}")
+        if c_prev != state.get("previous_grade"):
+            diff.append(f"previous_grade={c_prev}≠{state.get('previous_grade')}")
         report.problems.append(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
                     problem=f"当前状态与事件重放结果不一致（{', '.join(diff)}）")
         )
 
 
-_CASES_SQL = ("SELECT c.id, cp.code, b.code, c.version, c.stage, c.grade, c.deadline, c.state FROM cases c "
+_CASES_SQL = ("SELECT c.id, cp.code, b.code, c.version, c.stage, c.grade, c.deadline, c.state, c.previous_grade FROM cases c "
               "JOIN campaigns cp ON cp.id = c.campaign_id JOIN branches b ON b.id = c.branch_id {where} ORDER BY c.id")
 _EVENTS_SQL = ("SELECT e.case_id, e.id, e.seq, e.kind, e.at, e.actor, e.body, e.prev_hash, e.hash FROM events e "
                "{join} {where} ORDER BY e.case_id, e.seq")
@@ -266,7 +269,7 @@ def _stream_cases(report: Report, cases_cur: Any, events: Iterator[Any],
                   deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]],
                   at_equal: Callable[[str, Any], bool]) -> None:
     pending = next(events, None)
-    for case_id, camp, branch, version, stage, grade, deadline, state in cases_cur:
+    for case_id, camp, branch, version, stage, grade, deadline, state, prev_grade in cases_cur:
         rows: list[Any] = []
         while pending is not None and pending[0] < case_id:
             _orphan(report, pending)
@@ -279,7 +282,7 @@ def _stream_cases(report: Report, cases_cur: Any, events: Iterator[Any],
         if isinstance(deadline, str):
             deadline = dt.date.fromisoformat(deadline)
         report.cases += 1
-        _check_case(camp, branch, (version, stage, grade, deadline, state), rows, report,
+        _check_case(camp, branch, (version, stage, grade, deadline, state, prev_grade), rows, report,
                     deadline_of.get(camp), at_equal)
     while pending is not None:
         _orphan(report, pending)

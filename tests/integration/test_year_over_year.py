@@ -119,6 +119,15 @@ def test_movement_against_last_year_in_the_report_and_the_grade_history(world: W
         h = grade_history(s, "B3")
     assert [(y["year"], y["grade_label"], y["movement"]) for y in h["years"]] == [(2026, "后进", None), (2027, "一般", "晋位")]
     audit_ok(world)
+    # last year's grade edited behind the log's back (a 后进 made 一般 to hide it): the audit names it
+    from sqlalchemy import update
+
+    with world.sessions() as s, s.begin():
+        case_id = load_case(s, "B3", code).row.id
+        s.execute(update(CaseRow).where(CaseRow.id == case_id).values(previous_grade="average"))
+    with world.sessions() as s:
+        problems = [str(p) for p in verify(s).problems]
+    assert len(problems) == 1 and "previous_grade=average≠backward" in problems[0]
 
 
 def load_case_event(w: World, branch: str, campaign: str) -> dict[str, Any]:
