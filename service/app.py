@@ -90,6 +90,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(api_audit.router)
     from service import audit_log_pages  # the audit page's Merkle-log part (issue 11)
     app.include_router(audit_log_pages.router)
+    from service import api_attachments  # attachments: upload with a record, checked download (issue 16)
+    from service.pages import attachments as attachment_pages
+    app.include_router(api_attachments.router)
+    app.include_router(attachment_pages.router)
     from service import rollup_pages  # the parent committee's roll-up: /rollup and /api/rollup (issue 12)
     app.include_router(rollup_pages.router)
     from service import grade_history_pages  # a branch's grades across years: page and API (issue 12)

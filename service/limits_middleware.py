@@ -2,7 +2,8 @@
 
 * **Body size**: ``Content-Length`` over the limit is refused at once (413) without reading a byte; a body
   without a length (chunked) is counted while it streams and refused the moment it passes the limit.
-  JSON and form posts: :data:`MAX_BODY`; multipart uploads (an import file): :data:`MAX_UPLOAD`.
+  JSON and form posts: :data:`MAX_BODY`; multipart uploads (an import file): :data:`MAX_UPLOAD`; multipart
+  posts to the routes that take attachments (:data:`ATTACHMENT_ROUTES`): :data:`MAX_ATTACHMENTS`.
 * **JSON depth**: a JSON body nested deeper than :data:`MAX_JSON_DEPTH` is refused (422) before the
   application's parser sees it.
 * :func:`validation_body`: FastAPI's 422 lists every error with its ``input`` (a 14 MB body came back as
@@ -15,16 +16,22 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
 
+from workflow import limits as _limits
 from workflow.errors import problems_from_pydantic
 from workflow.limits import describe
 
 MAX_BODY = 1024 * 1024                 # JSON and form posts: 1 MiB
 MAX_UPLOAD = 32 * 1024 * 1024          # multipart uploads: an import file (workflow.limits.IMPORT_MAX_BYTES)
+# Multipart posts to the routes that take attachments (issue 16: the branch page's forms, the attachments
+# API): one form's files and its fields.
+MAX_ATTACHMENTS = _limits.ATTACHMENT_MAX_PER_RECORD_BYTES + 1024 * 1024
+ATTACHMENT_ROUTES = re.compile(r"/branches/[^/]+|/api/branches/[^/]+/attachments")
 MAX_JSON_DEPTH = 32
 MAX_ERRORS = 20
 
@@ -87,7 +94,9 @@ class BodyLimits:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         ctype = headers.get("content-type", "").lower()
-        limit = self.max_upload if ctype.startswith("multipart/form-data") else self.max_body
+        multipart = ctype.startswith("multipart/form-data")
+        files = multipart and ATTACHMENT_ROUTES.fullmatch(str(scope.get("path", ""))) is not None
+        limit = MAX_ATTACHMENTS if files else self.max_upload if multipart else self.max_body
         api = str(scope.get("path", "")).startswith("/api")
 
         async def refuse(status: int, error: str, message: str) -> None:
@@ -98,6 +107,9 @@ class BodyLimits:
             await send({"type": "http.response.body", "body": body})
 
         too_large = f"请求体过大：最多 {limit // 1024} KB" + ("（导入文件最多 32 MB）" if limit == self.max_upload else "")
+        if files:
+            too_large = (f"上传的附件过大：一次合计最多 {_limits.ATTACHMENT_MAX_PER_RECORD_BYTES // (1024 * 1024)} MB，"
+                         f"每个文件最多 {_limits.ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB；未保存任何内容")
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():

@@ -20,6 +20,7 @@ from service.auth import (
     require_public_or_see,
     require_see,
 )
+from service.files import blob_store, read_uploads
 from service.pages.committee import _committee_ctx
 from service.pages.common import (
     _f,
@@ -38,6 +39,8 @@ from states import spec_for
 from states.base import WORKING_STAGES, Role, Stage
 from states.survey import FOCUS_POINTS
 from workflow import audit, service, views
+from workflow.attachments import store_all
+from workflow.blobs import BlobStore
 from workflow.errors import BranchflowError, Forbidden, InvalidInput, TransitionRefused
 from workflow.repository import LoadedCase, load_case
 from workflow.service import Actor
@@ -208,8 +211,10 @@ ACTIONS = ("record", "record_advance", "advance", "grade", "adjust", "sign", "pu
            "complete", "extend")
 
 
-def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, now: dt.datetime) -> str:
-    """Run the form's action; raises (and the caller's transaction rolls back) when anything is refused."""
+def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, now: dt.datetime,
+            store: BlobStore | None = None) -> str:
+    """Run the form's action; raises (and the caller's transaction rolls back) when anything is refused.
+    ``store``: where the form's files go (issue 16), after their record was appended, before the commit."""
     if action not in ACTIONS:
         raise InvalidInput(f"未知的操作 {action!r}")
     if _role_flags(actor)["auditor_only"]:
@@ -222,7 +227,10 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
     case = load_case(s, code)
     if action in ("record", "record_advance"):
         data = stage_data(case, form)
-        service.record(s, code, actor, data, now=now, expected_version=version)  # type: ignore[arg-type]
+        files = read_uploads(form) if store is not None else []
+        service.record(s, code, actor, data, now=now, expected_version=version, files=files)  # type: ignore[arg-type]
+        if files and store is not None:
+            store_all(store, files)
         if action == "record":
             return "已保存"
         case = service.advance(s, code, actor, now=now)
@@ -264,7 +272,10 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
         item = _number(form, "item", "整改事项编号", integer=True)
         if item is None:
             raise InvalidInput("请选择整改事项")
-        service.complete_item(s, code, actor, int(item), _f(form, "evidence"), now=now)
+        files = read_uploads(form) if store is not None else []
+        service.complete_item(s, code, actor, int(item), _f(form, "evidence"), now=now, files=files)
+        if files and store is not None:
+            store_all(store, files)
         return f"第 {item} 项已登记完成"
     until = _f(form, "deadline")
     try:
@@ -288,14 +299,17 @@ async def branch_act(code: str, request: Request) -> Response:
         try:
             with rt.tx() as s:  # one transaction: everything the form asked for, or nothing
                 actor = _page_actor(rt, s, request)
-                message = perform(s, actor, code, action, form, now)
+                message = perform(s, actor, code, action, form, now, store=blob_store(request))
             return message, None, actor
         except BranchflowError as exc:
             if actor is None or isinstance(exc, NotAuthenticated):
                 raise
             return None, exc, actor
 
-    message, error, actor = await run_in_threadpool(run)
+    try:
+        message, error, actor = await run_in_threadpool(run)
+    finally:
+        await form.close()  # the temporary files of uploads (issue 16); the text fields stay readable
     if error is None:
         return await run_in_threadpool(redirect_with_notice, request, f"{back}#top", message or "")
     return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)

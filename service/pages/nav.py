@@ -12,7 +12,6 @@ objections and the notices addressed to them — each one indexed count query wi
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -22,7 +21,7 @@ from notifications.models import DeliveryRow, OutboxRow
 from service.pages.scope import _scope_clause
 from service.pages.todo import OWED
 from states.base import ROLE_LABELS, Role, Stage
-from workflow import objections
+from workflow import objections, tenancy
 from workflow.errors import BranchflowError
 from workflow.models import Branch, CampaignRow, CaseRow, Committee, GeneralBranch
 from workflow.repository import campaign_of, get_campaign_row
@@ -67,15 +66,10 @@ def owed_clause(actor: Actor) -> Any:
 def campaign_row(s: Session, actor: Actor, code: str | None = None) -> CampaignRow:
     """The campaign a page shows: ``code`` if the person may read it, else their default one (the first of
     the newest when their roles span several committees' campaigns, as the to-do list does)."""
-    try:  # the tenants' campaigns (workflow/tenancy.py, issue 12), looked up so that this module imports without it
-        tenancy: Any = importlib.import_module("workflow.tenancy")
-    except ImportError:  # pragma: no cover — a tree without tenancy: the newest campaign, as before
-        return get_campaign_row(s, code)
     try:
-        row: CampaignRow = tenancy.campaign_for(s, actor, code)
+        return tenancy.campaign_for(s, actor, code)
     except tenancy.CampaignAmbiguous as exc:
-        row = get_campaign_row(s, exc.codes[0])
-    return row
+        return get_campaign_row(s, exc.codes[0])
 
 
 def counts(s: Session, actor: Actor, now: dt.datetime) -> dict[str, int]:

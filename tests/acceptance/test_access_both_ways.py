@@ -123,6 +123,9 @@ UNSCOPED = {
     ("GET", "/v"), ("GET", "/v/{code}"), ("POST", "/v"), ("GET", "/branches/{code}/ballot"),
     ("POST", "/branches/{code}/ballot"), ("GET", "/ballots/{ballot_id}/export.{fmt}"),
     ("GET", "/api/ballots/{ballot_id}"),
+    # attachments (issue 16): files by sha256 and the multipart upload; both ways (the same 404 for out of
+    # scope and unknown, nothing stored) in tests/acceptance/test_attachments_http.py
+    ("GET", "/attachments/{sha}"), ("GET", "/api/attachments/{sha}"), ("POST", "/api/branches/{code}/attachments"),
     # the parent's roll-up (issue 12): tests/integration/test_tenancy.py and the parent tests below
     ("GET", "/rollup"), ("GET", "/api/rollup"),
     # issue 16 (points 4, 5): branches in the body, answered per branch (out of scope as unknown: their
