@@ -101,3 +101,29 @@ def test_inspection_files_and_verify_files_names_the_tampered_one(world: World, 
     text = subprocess.run([sys.executable, "-m", "service.cli", "audit", "verify", "--files"],
                           check=False, capture_output=True, text=True, env=env, timeout=120).stdout
     assert f"附件“现场.png”（{photo.sha256}，党支部 B1" in text and "内容与哈希值不符" in text and "存储中缺失" in text
+
+
+def test_cli_complete_with_attach_files_the_evidence_and_refuses_a_renamed_program(world: World, tmp_path: Path) -> None:
+    sec = _to_rectification(world)
+    data_dir = tmp_path / "data"
+    (tmp_path / "照片.png").write_bytes(files.png())
+    (tmp_path / "evidence.pdf").write_bytes(files.exe())
+    url = str(world.sessions.kw["bind"].url.render_as_string(hide_password=False))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BRANCHFLOW_")},
+           "BRANCHFLOW_DATABASE_URL": url, "BRANCHFLOW_DATA_DIR": str(data_dir)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "service.cli", *args], check=False, capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    bad = cli("complete", "B1", "1", "--evidence", "已完成。", "--attach", str(tmp_path / "evidence.pdf"),
+              "--as", sec, "--now", "2026-07-01T10:00+08:00")
+    assert bad.returncode == 2 and "Windows 可执行程序" in bad.stderr + bad.stdout
+    assert not world.case("B1").state["records"]["rectification"]["items"][0]["done"]
+    ok = cli("complete", "B1", "1", "--evidence", "已完成。", "--attach", str(tmp_path / "照片.png"),
+             "--as", sec, "--now", "2026-07-01T10:00+08:00")
+    assert ok.returncode == 0, ok.stderr
+    item = world.case("B1").state["records"]["rectification"]["items"][0]
+    assert item["attachments"][0]["name"] == "照片.png"
+    assert FolderStore(data_dir / "files").get(item["attachments"][0]["sha256"]) == files.png()
+    assert cli("audit", "verify", "--files").returncode == 0
