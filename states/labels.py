@@ -35,7 +35,7 @@ FIELD_LABELS: dict[str, str] = {
     # attachments
     "attachments": "附件", "sha256": "校验值", "size": "文件大小", "media_type": "文件类型", "name": "文件名",
     # the API's request bodies and queries
-    "data": "填报数据", "expected_version": "版本号", "deadline": "截止日期", "stage": "环节", "email": "电子邮箱",
+    "data": "填报数据", "files": "文件", "target": "附件所属", "expected_version": "版本号", "deadline": "截止日期", "stage": "环节", "email": "电子邮箱",
     "password": "密码", "general_branch": "党总支", "overdue": "是否逾期", "limit": "条数", "offset": "起始位置",
     "now": "时间", "campaign": "活动", "format": "格式", "at": "时间", "code": "编码", "branch": "党支部",
     "version": "版本号",

@@ -67,7 +67,14 @@ from states.base import Role, Stage
 from states.member_evaluation import MemberEvaluationRecord, tally_of
 from workflow import service
 from workflow.audit import iso
-from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound, TransitionRefused
+from workflow.errors import (
+    BranchflowError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TransitionRefused,
+    from_json_error,
+)
 from workflow.models import BallotAttemptRow, BallotResponseRow, BallotRow, BallotVoterRow, CaseRow
 from workflow.repository import LoadedCase, append, load_case
 from workflow.service import SYSTEM, Actor
@@ -668,8 +675,10 @@ def recount(text: str, *, commitment: str | None = None) -> Recount:
         try:
             data = json.loads(text)
             raw = data["ballots"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"导出文件不是有效的网上测评 JSON：{exc}") from None
+        except json.JSONDecodeError as exc:
+            raise from_json_error(exc, "导出文件") from None
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput("导出文件不是有效的网上测评 JSON：缺少 ballots（测评票）一项") from None
         claimed = claimed or data.get("commitment")
     else:
         raw = []

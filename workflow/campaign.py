@@ -336,8 +336,8 @@ class Campaign(_Frozen):
                 if isinstance(value, str) and len(value) == 5 and value[2] == "-":
                     try:
                         value = dt.date(year, int(value[:2]), int(value[3:]))
-                    except ValueError as exc:
-                        raise ValueError(f"deadlines.{key}: {value!r} 不是有效日期（{exc}）") from None
+                    except ValueError:
+                        raise ValueError(f"deadlines.{key}：“{value}”不是 {year} 年的有效日期（月-日，如 04-18）") from None
                 placed[key] = value
             data = {**data, "deadlines": placed}
         return data

@@ -104,8 +104,8 @@ def _rows_xlsx(data: bytes) -> Iterator[list[str]]:
 
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 — openpyxl raises several unrelated types for a broken file
-        raise ImportRejected([RowProblem(row=1, column="(文件)", problem=f"无法读取 XLSX 文件：{exc}")]) from None
+    except Exception:  # noqa: BLE001 — openpyxl raises several unrelated types for a broken file (its words are English)
+        raise ImportRejected([RowProblem(row=1, column="(文件)", problem="无法读取 XLSX 文件：文件已损坏，或不是 Excel 工作簿（.xlsx）")]) from None
     try:
         ws = wb.worksheets[0]
         for r in ws.iter_rows(values_only=True):
