@@ -62,14 +62,24 @@ def register(cli: click.Group) -> None:
     @click.option("--year", type=int, default=None, help="年份（默认：最近有活动的一年）")
     @click.option("--as", "as_email", default=None, help="以某人的身份查看（上级党委组织部或审计人员）")
     @click.option("--json", "as_json", is_flag=True, help="输出 JSON")
+    @click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
+                  help="另存各党委汇总的分类定级汇总表（.xlsx 或 .csv，每个党委一行）")
     @now_option
     def rollup_(committee: str | None, year: int | None, as_email: str | None, as_json: bool,
-                now_s: str | None) -> None:
+                export: str | None, now_s: str | None) -> None:
         """上级党委汇总：各下级党委（含其下级）的等级分布、环节进度、逾期数和后进转化（只读）。"""
         from workflow import rollup, service
 
         with _ctx().tx() as s:
             actor = service.actor_for(s, as_email) if as_email else OPERATOR
+            if export:
+                from reports.consolidated import render_consolidated
+
+                fmt = export.rpartition(".")[2].lower()
+                n = render_consolidated(s, actor, fmt, now=parse_now(now_s), committee=committee,
+                                        year=year).write_to(export)
+                click.echo(f"已导出各党委汇总表 {export}（{n} 字节）")
+                return None
             data = rollup.rollup(s, actor, now=parse_now(now_s), committee=committee, year=year)
         if as_json:
             return echo_json(data)

@@ -57,4 +57,31 @@ def rollup_api(request: Request, token: Token,
         return rollups.rollup(s, a, now=rt.clock(), committee=committee, year=year)
 
 
+def _download(rt: Any, s: Any, actor: Any, fmt: str, committee: str | None, year: int | None) -> Response:
+    from reports.consolidated import render_consolidated
+
+    r = render_consolidated(s, actor, fmt, now=rt.clock(), committee=committee, year=year)
+    return Response(r.read(), media_type=r.media_type, headers={"Content-Disposition": r.content_disposition()})
+
+
+@router.get("/rollup/summary.{fmt}")
+def rollup_summary_page(fmt: str, request: Request) -> Response:
+    """The consolidated 分类定级汇总表 (XLSX or CSV) of the roll-up shown on /rollup."""
+    rt = runtime(request)
+    qp = request.query_params
+    with rt.tx() as s:
+        actor = _page_actor(rt, s, request)
+        return _download(rt, s, actor, fmt, (qp.get("committee") or "").strip() or None, _year(qp.get("year")))
+
+
+@api_router.get("/rollup/summary", summary="各党委汇总的分类定级汇总表（xlsx / csv）", response_class=Response)
+def rollup_summary_api(request: Request, token: Token,
+                       format: Annotated[str, Query(pattern="^(xlsx|csv)$", description="xlsx 或 csv")] = "xlsx",
+                       committee: Annotated[str | None, Query(max_length=64)] = None,
+                       year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> Response:
+    rt = runtime(request)
+    with rt.tx() as s:
+        return _download(rt, s, _actor(rt, s, token), format, committee, year)
+
+
 router.include_router(api_router)

@@ -59,9 +59,10 @@ def _in_subtree_scope(session: Session, sc: tenancy.Scope, c: Committee) -> bool
 
 
 def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | None = None,
-           year: int | None = None) -> dict[str, Any]:
+           year: int | None = None, each: bool = False) -> dict[str, Any]:
     """The roll-up of the children of the actor's committee (or of ``committee`` within their scope) for
-    ``year`` (default: the latest year with a campaign in the subtree). Read only."""
+    ``year`` (default: the latest year with a campaign in the subtree). Read only. With ``each``, one row
+    per committee of the subtree (its own branches only, in tree order): the consolidated forms' rows."""
     root = _root(session, actor, committee)
     tenancy.fill_paths(session)
     # the rows: the root's direct children (each with its subtree) and the root itself (its own branches)
@@ -74,6 +75,11 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
     children = session.execute(kids.order_by(child.code)).all()
     scope_ids = [root.id] if root is not None else [c.id for c in children]
     prefixes = _paths(session, scope_ids)
+    if each:
+        everyone = select(child.id, child.code, child.name, child.path).where(
+            or_(*[child.path.startswith(p, autoescape=False) for p in prefixes]) if prefixes else false())
+        codes = dict(session.execute(select(Committee.id, Committee.code)).tuples().all())  # small table
+        children = sorted(session.execute(everyone).all(), key=lambda c: _tree_key(c.path, codes))
     in_tree = select(Committee.id).where(
         or_(*[Committee.path.startswith(p, autoescape=False) for p in prefixes]) if prefixes else false())
     if year is None:
@@ -89,7 +95,8 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
     if camps:
         # group key: the child committee whose subtree holds the branch; the root's own branches as root
         own = root.id if root is not None else -1
-        group: Any = (case(*[(member.path.startswith(c.path, autoescape=False), c.id) for c in children], else_=own)
+        group: Any = (member.id if each else
+                      case(*[(member.path.startswith(c.path, autoescape=False), c.id) for c in children], else_=own)
                       if children else literal(own))
         late = func.sum(case((and_(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value), 1), else_=0))
         q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
@@ -116,10 +123,14 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
             if previous is None:
                 t["no_previous"] += n
     rows = []
-    if root is not None:
+    if root is not None and not each:
         rows.append(_row(root.code, root.name, "本级", totals.get(root.id, _empty())))
     for c in children:
-        rows.append(_row(c.code, c.name, "下级", totals.get(c.id, _empty())))
+        kind = "本级" if root is not None and c.id == root.id else "下级"
+        row = _row(c.code, c.name, kind, totals.get(c.id, _empty()))
+        if each:
+            row["depth"] = c.path.strip("/").count("/") - (root.path.strip("/").count("/") if root else 0)
+        rows.append(row)
     grand = _empty()
     for t in totals.values():
         for key in ("branches", "overdue", "lowest_last_year", "lowest_moved_up", "no_previous"):
@@ -137,6 +148,11 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         "rows": rows,
         "total": _row(root.code if root else "", "合计", "合计", grand),
     }
+
+
+def _tree_key(path: str, codes: dict[int, str]) -> list[str]:
+    """Tree order as ``committee list`` shows it: parents first, siblings by code."""
+    return [codes.get(int(i), i) for i in path.strip("/").split("/") if i]
 
 
 def _paths(session: Session, ids: list[int]) -> list[str]:

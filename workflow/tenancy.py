@@ -470,6 +470,12 @@ def open_latest_cases(session: Session, *, now: Any) -> int:
     from workflow.service import open_missing_cases
 
     adopt_campaigns(session)
+    return sum(open_missing_cases(session, code, now=now) for code in latest_campaigns(session))
+
+
+def latest_campaigns(session: Session) -> list[str]:
+    """The code of every committee's latest campaign (and of the latest pre-tenancy one), by code: what a
+    deployment-wide page (the public 公示 list) shows when no campaign is named."""
     latest = (select(CampaignRow.committee_id, func.max(CampaignRow.year).label("y"))
               .group_by(CampaignRow.committee_id).subquery())
     rows = session.execute(select(CampaignRow.code, CampaignRow.committee_id, CampaignRow.id).join(latest, and_(
@@ -480,4 +486,4 @@ def open_latest_cases(session: Session, *, now: Any) -> int:
     for code, committee_id, cid in rows:
         if committee_id not in newest or cid > newest[committee_id][0]:
             newest[committee_id] = (cid, code)
-    return sum(open_missing_cases(session, code, now=now) for _, code in newest.values())
+    return sorted(code for _, code in newest.values())

@@ -16,7 +16,7 @@ from service.pages.common import (
     render,
 )
 from states.base import Stage
-from workflow import views
+from workflow import tenancy, views
 from workflow.repository import load_case
 
 router = APIRouter(include_in_schema=False)
@@ -25,7 +25,9 @@ router = APIRouter(include_in_schema=False)
 
 def _publicity_ctx(s: Session, now: dt.datetime) -> dict[str, Any]:
     rows = []
-    for r in views.list_cases(s, now=now, stage=Stage.publicity.value, limit=TODO_LIMIT):
+    published = [r for code in tenancy.latest_campaigns(s)  # every committee's own campaign (issue 12)
+                 for r in views.list_cases(s, now=now, campaign=code, stage=Stage.publicity.value, limit=TODO_LIMIT)]
+    for r in published[:TODO_LIMIT]:
         case = load_case(s, r["code"])
         pub = case.state.get("publicity")
         if not pub:

@@ -127,7 +127,7 @@ UNSCOPED = {
     # scope and unknown, nothing stored) in tests/acceptance/test_attachments_http.py
     ("GET", "/attachments/{sha}"), ("GET", "/api/attachments/{sha}"), ("POST", "/api/branches/{code}/attachments"),
     # the parent's roll-up (issue 12): tests/integration/test_tenancy.py and the parent tests below
-    ("GET", "/rollup"), ("GET", "/api/rollup"),
+    ("GET", "/rollup"), ("GET", "/api/rollup"), ("GET", "/rollup/summary.{fmt}"), ("GET", "/api/rollup/summary"),
     # issue 16 (points 4, 5): branches in the body, answered per branch (out of scope as unknown: their
     # own tests in tests/acceptance/test_pages_work.py); the person's own notices; the objection queue
     # (organisation department and auditors); the receipt look-up (by code, rate-limited)
@@ -355,6 +355,10 @@ def test_the_parent_reads_its_children_and_changes_nothing(two_committees: Site,
     assert rows == {"P": 0, "C1": 4, "C2": 1}
     page = site.page_client(who).get("/rollup")
     assert page.status_code == 200 and "外校党委" in page.text and "测试学院党委" in page.text
+    csv = site.page_client(who).get("/rollup/summary.csv")
+    assert csv.status_code == 200 and csv.content.startswith("\ufeff".encode())
+    assert "外校党委（C2）" in csv.content.decode("utf-8-sig") and "测试学院党委（C1）" in csv.content.decode("utf-8-sig")
+    assert site.call(who, "GET", "/api/rollup/summary", params={"format": "xlsx"}).content[:2] == b"PK"
     routes = set(walk(site.app))
     tried = 0
     for (method, path), probe in SCOPED.items():
@@ -385,5 +389,9 @@ def test_the_roll_up_is_the_parents_only(two_committees: Site, who: str) -> None
         assert real.status_code == fake.status_code == 404
         assert real.json()["message"].replace("'C2'", "'X'").replace("'C1'", "'X'") == \
             fake.json()["message"].replace("'NOPE9'", "'X'")
+        summary = site.call(who, "GET", "/api/rollup/summary", params={"format": "csv"}).content.decode("utf-8-sig")
+        assert ("外校党委" in summary) is (who != "org") and ("测试学院党委" in summary) is (who == "org")
     else:
         assert r.status_code == 403, r.text
+        assert site.call(who, "GET", "/api/rollup/summary").status_code == 403
+        assert site.page_client(who).get("/rollup/summary.xlsx").status_code == 403
