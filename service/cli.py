@@ -554,8 +554,9 @@ def _done(case: Any, what: str) -> None:
 @campaign_option
 @now_option
 @click.option("--expect-version", type=int, default=None, help="乐观锁：仅当版本仍为此值时才写入")
+@click.option("--attach", multiple=True, metavar="FILE", help="附件（可多次给出）：PDF、图片、Word、Excel，每个最多 20 MB")
 def record(branch: str, file: str, as_email: str, campaign: str | None, now_s: str | None,
-           expect_version: int | None) -> None:
+           expect_version: int | None, attach: tuple[str, ...] = ()) -> None:
     """填报当前环节的数据（JSON 文件，- 表示标准输入）。"""
     raw = sys.stdin.read() if file == "-" else _read(file)
     try:
@@ -566,8 +567,11 @@ def record(branch: str, file: str, as_email: str, campaign: str | None, now_s: s
         raise InvalidInput(f"{file} 不是有效的 JSON 文本") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{file} 应为一个 JSON 对象")
-    case = _act(service.record, branch, data=data, as_email=as_email, campaign=campaign, now_s=now_s,
-                expected_version=expect_version)
+    from service.cli_files import with_files  # --attach (issue 16)
+
+    fn, extra = with_files(service.record, attach, _ctx().settings)
+    case = _act(fn, branch, data=data, as_email=as_email, campaign=campaign, now_s=now_s,
+                expected_version=expect_version, **extra)
     _done(case, "已填报")
 
 
@@ -668,10 +672,15 @@ def resolve(branch: str, objection_id: int, upheld: bool, reason: str, as_email:
 @as_option
 @campaign_option
 @now_option
-def complete(branch: str, item: int, evidence: str, as_email: str, campaign: str | None, now_s: str | None) -> None:
+@click.option("--attach", multiple=True, metavar="FILE", help="附件（可多次给出）：PDF、图片、Word、Excel，每个最多 20 MB")
+def complete(branch: str, item: int, evidence: str, as_email: str, campaign: str | None, now_s: str | None,
+             attach: tuple[str, ...] = ()) -> None:
     """登记整改事项完成（第 ITEM 项）。"""
-    case = _act(service.complete_item, branch, item=item, evidence=evidence, as_email=as_email, campaign=campaign,
-                now_s=now_s)
+    from service.cli_files import with_files  # --attach (issue 16)
+
+    fn, extra = with_files(service.complete_item, attach, _ctx().settings)
+    case = _act(fn, branch, item=item, evidence=evidence, as_email=as_email, campaign=campaign,
+                now_s=now_s, **extra)
     _done(case, f"第 {item} 项已完成")
 
 
