@@ -260,7 +260,8 @@ def campaign_show(code: str | None) -> None:
         camp_row = get_campaign_row(s, code)
         c = campaign_of(camp_row)
         calendar_line = calendar_in_force(s, camp_row)
-    click.echo(f"{c.code}  {c.name}（{c.year} 年，{c.timezone}）")
+    tz = "北京时间" if c.timezone == "Asia/Shanghai" else f"时区 {c.timezone}"
+    click.echo(f"{c.code}  {c.name}（{c.year} 年，{tz}）")
     click.echo("截止日期：")
     for st, d in c.deadlines.items():
         click.echo(f"  {Stage(st).label}：{d}")
@@ -448,6 +449,16 @@ def _grade_code(s: Session, campaign: str | None, grade: str) -> str:
                              key="unknown_grade")
 
 
+OBJECTION_STATUS = {"open": "待处理", "upheld": "成立", "dismissed": "不成立"}
+
+
+def _grade_names(s: Session, campaign: str) -> dict[str, str]:
+    """The campaign's grade codes → names (先进, 一般 …)."""
+    from workflow.repository import campaign_of, get_campaign_row
+
+    return {b.code: b.grade for b in campaign_of(get_campaign_row(s, campaign)).grading.scale.bands}
+
+
 def _org_names(s: Session, committee: str, general_branch: str | None) -> str:
     """``生命学院党委（CTEST） / 教工党总支（GB1）``: the names with their codes."""
     from sqlalchemy import select
@@ -480,6 +491,7 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
     with _ctx().tx() as s:
         c = views.show(s, branch, now=parse_now(now_s), campaign=campaign)
         owner = _org_names(s, c["branch"]["committee"], c["branch"]["general_branch"])
+        grade_names = _grade_names(s, c["campaign"])
     if as_json:
         return echo_json(c)
     b = c["branch"]
@@ -502,7 +514,7 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
             click.echo(f"  {line}")
     if c["adjustment"]:
         a = c["adjustment"]
-        click.echo(f"  党委调整为：{a['grade']}，理由：{a['reason']}")
+        click.echo(f"  党委调整为：{grade_names.get(a['grade'], a['grade'])}，理由：{a['reason']}")
     if c["grade"] and c["stage"] == Stage.committee_grading.value:
         click.echo(f"签字：{len(c['signatures'])}/{c['quorum']}（党委委员 {c['committee_size']} 人）")
     if c["final_grade_label"]:
@@ -510,7 +522,7 @@ def show(branch: str, campaign: str | None, now_s: str | None, as_json: bool) ->
     if c["publicity"]:
         click.echo(f"公示：{c['publicity']['start']} 至 {c['publicity']['end']}")
     for o in c["objections"]:
-        click.echo(f"  异议 #{o['id']}（{o['status']}）：{o['text']}")
+        click.echo(f"  异议 #{o['id']}（{OBJECTION_STATUS.get(o['status'], o['status'])}）：{o['text']}")
     items = c["records"].get("rectification", {}).get("items", [])
     for n, it in enumerate(items, 1):
         click.echo(f"  整改 {n}. {'✓' if it.get('done') else '□'} {it['problem']} → {it['measure']}（{it['due']}，{it['contact']}）")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"CSV", "XLSX", "PDF", "JSON", "TOML", "API", "URL", "SMTP", "ID", "UUID", "UTF", "BOM", "ISO",
            "SQLite", "PostgreSQL", "branchflow", "true", "false", "null", "Bearer", "Authorization", "POST",
            "GET", "Alembic", "SVG", "HTML", "QR", "Ctrl", "MB", "KB", "PNG", "JPEG", "JPG", "GIF", "WebP", "docx", "doc",
-           "xlsx", "xls", "pdf", "csv"}  # file types are their names
+           "xlsx", "xls", "pdf", "csv", "chinesecalendar"}  # file types are their names
 # What is not a word for people: addresses, URLs and paths, option names, dates and times, codes with digits.
 NOT_WORDS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|(?<![\w])/[\w/{}<>.:-]*|(?<![\w-])--?[A-Za-z][\w-]*"
                        r"|\d{4}-\d\d-\d\d(?:T[\d:.]+(?:[+-]\d\d:?\d\d|Z)?)?|\b[\w.-]*\d[\w.-]*\b"
@@ -275,6 +275,9 @@ def test_every_cli_refusal_speaks_chinese_one_problem_a_line(site: Site, db_url:
     assert "签字法定人数：过半数" in r.output and "self" not in r.output, r.output
     r = runner.invoke(cli, ["show", "B1"], env=env, prog_name="branchflow")
     assert "所属：测试学院党委（C1） / GB1" in r.output, r.output
+    for args in (["show", "B2"], ["show", "B3"], ["show", "B4"], ["campaign", "show"], ["list"], ["person", "list"]):
+        r = runner.invoke(cli, args, env=env, prog_name="branchflow")  # what people read when all goes well, too
+        assert r.exit_code == 0 and not latin_words(r.output, " ".join(args)), (args, latin_words(r.output), r.output)
 
     # the real command, once: click's own words in Chinese, the hint, exit code 2
     p = subprocess.run([sys.executable, "-m", "service.cli", "advance", "B1"], cwd=tmp_path, text=True,
