@@ -118,15 +118,13 @@ def explain(engine: Engine, statement: str, params: Any, *, driver: bool) -> str
 
 
 def rollup_function() -> Callable[..., Any] | None:
+    """T1's ``workflow.rollup.rollup(session, actor, *, now, committee, year)`` when it is there."""
     try:
         mod = importlib.import_module("workflow.rollup")
     except ImportError:
         return None
-    for name in ("rollup", "roll_up", "committee_rollup"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
+    fn = getattr(mod, "rollup", None)
+    return fn if callable(fn) else None
 
 
 def main() -> None:
@@ -219,11 +217,25 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
             views.campaign_stats(s, campaign=camp_code)
 
     rollup_fn = rollup_function()
+    with engine.connect() as conn:
+        auditor = conn.execute(text(
+            "SELECT p.email FROM people p JOIN role_assignments r ON r.person_id = p.id "
+            "WHERE r.role = 'auditor' AND r.scope_code = '' ORDER BY p.id LIMIT 1")).scalar()
 
     def rollup(prefix: str, code: str) -> Callable[[], None]:
         def go() -> None:
             with engine.connect() as conn:
                 conn.execute(text(ROLLUP_SQL), {"prefix": prefix + "%", "year": args.year, "today": today}).all()
+        return go
+
+    def rollup_t1(code: str) -> Callable[[], None]:
+        def go() -> None:
+            assert rollup_fn is not None
+            with sessions() as s:
+                from workflow.service import actor_for
+
+                out = rollup_fn(s, actor_for(s, auditor), now=now, committee=code, year=args.year)
+                assert out["total"]["branches"] > 0, out["total"]
         return go
 
     def show() -> None:
@@ -233,6 +245,13 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
     def load() -> None:
         with sessions() as s:
             repository.load_case(s, branch, camp_code)
+
+    def verify_one() -> None:
+        from workflow import audit
+
+        with sessions() as s:
+            report = audit.verify(s, branch_code=branch, campaign_code=camp_code)
+            assert report.ok, report.problems
 
     def hist() -> None:
         with sessions() as s:
@@ -264,10 +283,17 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
         ("branch page (views.show)", branch, show, GOAL_PAGE_MS, explain_sql["branch page (views.show)"]),
         ("load_case", branch, load, GOAL_PAGE_MS, explain_sql["load_case"]),
         ("history", branch, hist, GOAL_PAGE_MS, explain_sql["history"]),
+        ("verify one branch", f"audit.verify(branch_code={branch}): chain and projection pass", verify_one,
+         GOAL_PAGE_MS, []),
     ]
-    if rollup_fn is not None:
-        print(f"note: workflow.rollup.{rollup_fn.__name__} exists; the roll-up figures below are the GROUP BY of "
-              "this script (see docs/scale.md)")
+    if rollup_fn is not None and auditor:
+        for code in (province, "CN"):
+            name = f"rollup.rollup {code}"
+            with captured(engine) as seen:
+                rollup_t1(code)()
+            explain_sql[name] = [(stmt, params, True) for stmt, params in seen]
+            cases.insert(5 if code == "CN" else 4, (name, "workflow.rollup (the /rollup page and `branchflow rollup`)",
+                                                    rollup_t1(code), GOAL_PAGE_MS, explain_sql[name]))
     print(f"\n{'what':<28} {'median ms':>10} {'goal ms':>8} {'÷ goal':>7}   runs (ms)")
     for name, what, fn, goal, sqls in cases:
         med, runs = median_ms(fn, reps)

@@ -220,7 +220,12 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
         for subject, seq, problem in verify_master(session):
             report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
     deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]] = {}
-    for camp_row in session.scalars(select(CampaignRow)):
+    camps = select(CampaignRow)  # only the campaigns in scope are parsed (1,000 committees: 1,000 configurations)
+    if camp_id is not None:
+        camps = camps.where(CampaignRow.id == camp_id)
+    elif branch_id is not None:
+        camps = camps.where(CampaignRow.id.in_(select(CaseRow.campaign_id).where(CaseRow.branch_id == branch_id)))
+    for camp_row in session.scalars(camps):
         try:
             c = campaign_of(camp_row)
         except InvalidInput as exc:

@@ -345,7 +345,7 @@ def merge(session: Session, actor: Actor, codes: list[str], into: str, *, name: 
     return _finish(session, out, actor, now)
 
 
-def rename(session: Session, actor: Actor, code: str, *, name: str, to: str | None, reason: str,
+def rename(session: Session, actor: Actor, code: str, *, name: str, to: str | None = None, reason: str,
            now: dt.datetime) -> Outcome:
     """A new name (same code), or — between campaigns — a new code: a new branch row succeeding the old one."""
     why = _reason(reason)

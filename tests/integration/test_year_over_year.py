@@ -290,3 +290,22 @@ def test_a_change_cannot_take_away_the_calendar_of_an_unknown_year(sqlite_sessio
     with w.sessions() as s:
         row = s.scalar(select(CampaignRow).where(CampaignRow.code == code))
         assert row is not None and "weekdays_only = true" in row.config
+
+
+def test_a_refused_reorganisation_changes_nothing(sqlite_sessions: sessionmaker[Session]) -> None:
+    w = World(sqlite_sessions)
+    with w.sessions() as s, s.begin(), pytest.raises(InvalidInput, match="支部编码 B2 已被使用"):
+        lineage.split(s, service.actor_for(s, ORG), "B1", [("B1a", "甲", 5), ("B2", "乙", 5)], reason="拆分", now=at(3, 25))
+    with w.sessions() as s, s.begin(), pytest.raises(InvalidInput, match="合并为新支部须给出至少两个被合并的支部"):
+        lineage.merge(s, service.actor_for(s, ORG), ["B1"], "B9", name="新支部", reason="合并", now=at(3, 25))
+    with w.sessions() as s, s.begin(), pytest.raises(InvalidInput, match="尚未结束，不能更改支部编码"):
+        lineage.rename(s, service.actor_for(s, ORG), "B1", name="新名", to="B1x", reason="更名", now=at(3, 25))
+    with w.sessions() as s:
+        assert s.scalar(select(BranchLineageRow.id).limit(1)) is None
+        assert s.scalar(select(Branch.dissolved_on).where(Branch.code == "B1")) is None
+        assert sorted(s.scalars(select(Branch.code))) == ["B1", "B2", "B3", "B4"]
+    with w.sessions() as s, s.begin():  # a name only: same code, same case, lineage recorded
+        out = lineage.rename(s, service.actor_for(s, ORG), "B1", name="生物与医学教工党支部", reason="学科调整", now=at(3, 25))
+        assert out.lineage and not out.closed
+    assert w.case("B1").branch.name == "生物与医学教工党支部"
+    audit_ok(w)
