@@ -157,3 +157,22 @@ def test_a_receipt_code_follows_the_outcome_and_wrong_codes_are_limited(site: Si
     assert held.status_code == 429 and "次数过多" in held.text and "经核实" not in held.text
     assert dump(w.sessions, ignore=frozenset({"web_sessions", "api_tokens", "login_attempts", "login_locks",
                                              "receipt_attempts"})) == before
+
+
+def test_the_bulk_form_needs_its_csrf_token_and_takes_the_whole_page(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.committee_grading)
+    w.drive("B2", Stage.committee_grading)
+    site.clock.now = at(4, 20, 12)
+    c = site.page_client("m1")
+    page = c.get("/branches", params={"stage": "committee_grading"})
+    before = dump(w.sessions)
+    r = c.post("/bulk", data={"csrf": "0" * 64, "action": "grade", "branch": ["B1"]})
+    assert r.status_code == 403 and "CSRF" in r.text and dump(w.sessions) == before
+    # 本页全选 without the script: the box alone takes every branch of the page
+    r = c.post("/bulk", data={"csrf": csrf_of(page.text), "action": "grade", "all_on_page": "1",
+                              "page_codes": ["B1", "B2"], "back": "/branches?stage=committee_grading"})
+    assert r.status_code == 200 and "成功 2 个" in r.text
+    assert 'href="/branches?stage=committee_grading"' in r.text  # back to the same filtered list
+    r = c.post("/bulk", data={"csrf": csrf_of(page.text), "action": "grade"})
+    assert r.status_code == 422 and "请至少选择一个党支部" in r.text
