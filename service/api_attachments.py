@@ -29,7 +29,16 @@ from workflow.service import Actor
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="POST /api/token 取得的令牌")
-Token = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _token(token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> HTTPAuthorizationCredentials:
+    """The bearer token, or 401 before the form is judged (a request without one is answered as such)."""
+    if token is None:
+        raise NotAuthenticated("请先登录：POST /api/token 取得令牌，并在请求头中使用 Authorization: Bearer <令牌>")
+    return token
+
+
+Token = Annotated[HTTPAuthorizationCredentials, Depends(_token)]
 
 
 def _api_actor(request: Request, s: Session, token: HTTPAuthorizationCredentials | None) -> Actor:
