@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -19,16 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import application
 from service.app import Runtime, runtime
+from service.application import may_download, parse_time, report_scope
 from service.auth import (
     TOKEN_MAX_AGE,
     NotAuthenticated,
     Throttled,
     Where,
-    hidden,
     log_in,
     may_see,
-    require_public_or_see,
     require_see,
     sees_everything,
     visible_cases,
@@ -40,7 +39,7 @@ from workflow.models import Branch, Committee, GeneralBranch
 from workflow.repository import LoadedCase
 from workflow.service import Actor
 
-TZ = ZoneInfo("Asia/Shanghai")
+TZ = application.TZ  # the pages' time zone (kept here for service/ballot_pages.py)
 
 
 class ProblemBody(BaseModel):
@@ -78,21 +77,6 @@ bearer = HTTPBearer(auto_error=False, description="POST /api/token 取得的令�
 Token = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 CampaignQ = Annotated[str | None, Query(description="活动编码（默认最新的活动）", max_length=64)]
 NowQ = Annotated[str | None, Query(description="按此时间计算截止与逾期（ISO；默认当前时间）", max_length=40)]
-
-
-def parse_time(value: str | None, what: str = "时间") -> dt.datetime | None:
-    """ISO date or datetime; naive values are Beijing time; a bare date means the end of that day."""
-    if value is None or value == "":
-        return None
-    try:
-        if len(value) == 10:
-            t = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(23, 59, 59), tzinfo=TZ)
-        else:
-            t = dt.datetime.fromisoformat(value)
-            t = t if t.tzinfo else t.replace(tzinfo=TZ)
-        return t.astimezone(dt.UTC)
-    except (ValueError, OverflowError):
-        raise InvalidInput(f"{what} {value!r} 无效（示例：2026-04-25 或 2026-04-25T09:00+08:00）") from None
 
 
 def _actor(rt: Runtime, s: Session, token: HTTPAuthorizationCredentials | None) -> Actor:
@@ -218,7 +202,7 @@ def branch(code: str, request: Request, token: Token, campaign: CampaignQ = None
     with rt.tx() as s:
         a = _actor(rt, s, token)
         require_see(s, a, code)
-        return views.show(s, code, now=parse_time(now) or rt.clock(), campaign=campaign)
+        return views.show(s, code, now=parse_time(now) or rt.clock(), campaign=campaign, actor=a)
 
 
 @router.get("/branches/{code}/unmet", tags=["党支部"], summary="当前环节尚未满足的条件与截止日期")
@@ -228,7 +212,7 @@ def branch_unmet(code: str, request: Request, token: Token, campaign: CampaignQ 
     with rt.tx() as s:
         a = _actor(rt, s, token)
         require_see(s, a, code)
-        c = views.show(s, code, now=parse_time(now) or rt.clock(), campaign=campaign)
+        c = views.show(s, code, now=parse_time(now) or rt.clock(), campaign=campaign, actor=a)
     keys = ("stage", "stage_label", "deadline", "overdue", "days_left", "unmet", "who_may_act", "version")
     return {"branch": c["branch"]["code"], **{k: c[k] for k in keys}}
 
@@ -241,7 +225,7 @@ def branch_history(code: str, request: Request, token: Token, campaign: Campaign
     with rt.tx() as s:
         a = _actor(rt, s, token)
         require_see(s, a, code)
-        return views.history(s, code, campaign=campaign, at=parse_time(at, "重放时间"))
+        return views.history(s, code, campaign=campaign, at=parse_time(at, "重放时间"), actor=a)
 
 
 # --- acting -----------------------------------------------------------------------------------------
@@ -262,19 +246,13 @@ def _acted(case: LoadedCase, message: str) -> Acted:
 
 
 def _act(request: Request, token: Token, code: str, fn: Any, *, public: bool = False, **kw: Any) -> LoadedCase:
-    """Run one use case as the token's person, in one transaction, after the reading rule (objections to a
-    published grade are open to every logged-in person: the publicity is public)."""
+    """Run one use case as the token's person, in one transaction, through the application layer (the
+    reading rule, read-only auditors; objections to a published grade are open to every logged-in person)."""
     rt = runtime(request)
     now = rt.clock()
     with rt.tx() as s:
         a = _actor(rt, s, token)
-        if public:
-            require_public_or_see(s, a, code)
-        else:
-            require_see(s, a, code)
-        if {r for r, _ in a.roles} == {Role.auditor}:
-            raise Forbidden(f"{a.name}（{a.email}）是审计人员，只能查看，不能修改任何数据")
-        return fn(s, code, a, now=now, **kw)  # type: ignore[no-any-return]
+        return application.act(s, a, code, fn, now=now, public=public, **kw)  # type: ignore[no-any-return]
 
 
 # The request models carry only what the schema can say (lengths, ranges), so that a request the schema
@@ -468,45 +446,9 @@ def outbox_rows(s: Session, *, status: str | None, branch: str | None, limit: in
 
 # --- reports and charts -----------------------------------------------------------------------------
 
-_COMMITTEE_ROLES = (Role.org_department, Role.committee_member)
 # Not yet in /openapi.json: tests/acceptance/test_api.py pins the exact list of paths there. Set True (and add
 # the three paths to that test) to publish them; their responses are already declared for schemathesis.
 REPORTS_IN_SCHEMA = True
-
-
-def report_scope(s: Session, a: Actor, general_branch: str | None, *, per_branch: bool = True,
-                 campaign: str | None = None) -> str | None:
-    """Who may download a form, and for which general branch (the one to render; ``None``: the whole form).
-
-    Auditors: any; the organisation department and committee members: the forms of their committee (the
-    whole form when every committee with branches is theirs, else one of their general branches); a
-    general-branch secretary: their own general branch only (the default); branch secretaries: none.
-    """
-    kinds = {r for r, _ in a.roles}
-    gbs = sorted(sc for r, sc in a.roles if r is Role.general_branch_secretary)
-    if not kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary}:
-        raise Forbidden(f"{a.name}（{a.email}）无权下载报表：报表限组织部、党委委员、审计人员和党总支书记")
-    if not per_branch:  # the year's task list: no branch data, the same for everybody who may download
-        return general_branch or None
-    if not general_branch:
-        if sees_everything(s, a) or tenancy.reads_campaign_wholly(s, a, tenancy.campaign_for(s, a, campaign)):
-            return None
-        if len(gbs) == 1 and not kinds & set(_COMMITTEE_ROLES):
-            return gbs[0]
-        raise Forbidden("请选择党总支（general_branch=）：只能下载本人负责范围内的报表")
-    committees = {sc for r, sc in a.roles if r in _COMMITTEE_ROLES}
-    committee = s.scalar(select(Committee.code).join(GeneralBranch, GeneralBranch.committee_id == Committee.id)
-                         .where(GeneralBranch.code == general_branch))
-    if committee is not None and (sees_everything(s, a) or general_branch in gbs or committee in committees
-                                  or tenancy.may_read_committee(s, a, committee)):
-        return general_branch
-    raise hidden("党总支", general_branch)  # unknown or not theirs: the same answer, no list of codes
-
-
-def may_download(s: Session, a: Actor) -> bool:
-    """Whether the person may download any form (the nav link, the reports page)."""
-    kinds = {r for r, _ in a.roles}
-    return bool(kinds & {Role.auditor, *_COMMITTEE_ROLES, Role.general_branch_secretary})
 
 
 def require_charts(s: Session, a: Actor, campaign: str | None = None) -> str:

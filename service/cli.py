@@ -743,7 +743,7 @@ def history(branch: str, campaign: str | None, at_s: str | None, as_json: bool) 
     click.echo(title + (f"，截至 {at_s}" if at_s else ""))
     for e in h["events"]:
         local = audit.parse_iso(e["at"]).astimezone(DEFAULT_TZ).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"#{e['seq']:<3} {local}  {e['actor']:<28} [{Stage(e['stage']).label}] {e['label']}：{e['description']}")
+        click.echo(f"#{e['seq']:<3} {local}  {e['actor_name']:<12} [{Stage(e['stage']).label}] {e['label']}：{e['description']}")
     st = h["state"]
     click.echo(f"{'当时' if at_s else '当前'}环节：{h['stage_label']}" + (f"；定级结果：{h['final_grade_label']}" if st.get("final_grade") else ""))
 

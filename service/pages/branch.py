@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from service.api import TZ
+from service import application
 from service.app import runtime
+from service.application import TZ
 from service.auth import (
     NotAuthenticated,
-    require_public_or_see,
     require_see,
 )
 from service.files import blob_store, read_uploads
@@ -35,13 +37,16 @@ from service.pages.common import (
 )
 from service.pages.fields import fields_of
 from service.pages.publicity import _publicity_ctx
+from service.pages.record import person_names
+from service.pages.wayout import marked_fields, ways_out
 from states import spec_for
 from states.base import WORKING_STAGES, Role, Stage
 from states.survey import FOCUS_POINTS
 from workflow import audit, service, views
 from workflow.attachments import store_all
 from workflow.blobs import BlobStore
-from workflow.errors import BranchflowError, Forbidden, InvalidInput, TransitionRefused
+from workflow.errors import BranchflowError, InvalidInput, TransitionRefused
+from workflow.models import Committee, GeneralBranch
 from workflow.repository import LoadedCase, load_case
 from workflow.service import Actor
 
@@ -104,11 +109,21 @@ def _form_values(case: LoadedCase) -> dict[str, str]:
     return v
 
 
-def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> dict[str, Any]:
+def _org_names(s: Session, case: LoadedCase) -> dict[str, str]:
+    """The committee's and the general branch's names (the page shows names, never codes)."""
+    out = {"committee": s.scalar(select(Committee.name).where(Committee.code == case.committee_code)) or ""}
+    if case.general_branch_code:
+        out["general_branch"] = s.scalar(select(GeneralBranch.name)
+                                         .where(GeneralBranch.code == case.general_branch_code)) or ""
+    return out
+
+
+def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime, *,
+                    show_system: bool = False) -> dict[str, Any]:
     require_see(s, actor, code)
     case = load_case(s, code)
-    card = views.card(case, now)
-    hist = views.history(s, code)
+    card = views.card(case, now, reveal_objectors=views.may_know_objectors(actor, case))
+    hist = views.history(s, code, actor=actor)
     rubric = case.campaign.grading.rubric_for(case.facts.branch_type)
     entered = {e["payload"]["to"]: e["at"] for e in hist["events"] if e["kind"] == "moved"}
     timeline = []
@@ -117,11 +132,17 @@ def _branch_context(s: Session, actor: Actor, code: str, now: dt.datetime) -> di
         timeline.append({"stage": st, "status": status, "deadline": case.campaign.deadline_for(st),
                          "entered": entered.get(st.value)})
     events = []
+    hidden_system = sum(1 for e in hist["events"] if e["system"])
     for e in reversed(hist["events"]):
+        if e["system"] and not show_system:
+            continue
         local = audit.parse_iso(e["at"]).astimezone(TZ)
         events.append({**e, "local": local.strftime("%Y-%m-%d %H:%M"), "stage_label": Stage(e["stage"]).label})
+    perm = _permissions(actor, case)
     return {
-        "card": card, "case": case, "perm": _permissions(actor, case), "timeline": timeline, "events": events,
+        "card": card, "case": case, "perm": perm, "timeline": timeline, "events": events,
+        "ways": ways_out(card["unmet"], perm), "org": _org_names(s, case), "show_system": show_system,
+        "system_count": hidden_system, "names": person_names(s, {x["member"] for x in case.state["signatures"]}),
         "rubric": rubric, "focus_points": FOCUS_POINTS, "values": _form_values(case),
         "bands": case.campaign.grading.scale.bands, "plan_rows": range(1, 6),
         "band_labels": {b.code: b.grade for b in case.campaign.grading.scale.bands}, "invalid": set(),
@@ -136,7 +157,7 @@ def branch_page(code: str, request: Request) -> Response:
     now = rt.clock()
     with rt.tx() as s:
         actor = _page_actor(rt, s, request)
-        ctx = _branch_context(s, actor, code, now)
+        ctx = _branch_context(s, actor, code, now, show_system=request.query_params.get("system") == "1")
     return render(request, "branch.html", ctx, actor=actor)
 
 
@@ -217,35 +238,37 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
     ``store``: where the form's files go (issue 16), after their record was appended, before the commit."""
     if action not in ACTIONS:
         raise InvalidInput(f"未知的操作 {action!r}")
-    if _role_flags(actor)["auditor_only"]:
-        raise Forbidden(f"{actor.name} 是审计人员，只能查看，不能修改任何数据")
-    if action == "object":
-        require_public_or_see(s, actor, code)  # the publicity is public; anything else: as require_see
-    else:
-        require_see(s, actor, code)
+    public = action == "object"  # the publicity is public; anything else: as require_see
+    application.guard(s, actor, code, public=public)
+
+    def run(use_case: Callable[..., LoadedCase], *args: Any, **kw: Any) -> LoadedCase:
+        return application.act(s, actor, code, use_case, *args, now=now, public=public, **kw)
+
     version = _number(form, "version", "版本", integer=True)
     case = load_case(s, code)
     if action in ("record", "record_advance"):
         data = stage_data(case, form)
         files = read_uploads(form) if store is not None else []
-        service.record(s, code, actor, data, now=now, expected_version=version, files=files)  # type: ignore[arg-type]
+        recorded = run(service.record, data, expected_version=version, files=files)
         if files and store is not None:
             store_all(store, files)
         if action == "record":
             return "已保存"
-        case = service.advance(s, code, actor, now=now)
+        if recorded.stage is not case.stage:  # a failed inspection has already sent it back: nothing to advance
+            return f"已记录，党支部退回“{recorded.stage.label}”环节"
+        case = run(service.advance)
         return f"已提交，党支部进入“{case.stage.label}”环节"
     if action == "advance":
-        case = service.advance(s, code, actor, now=now, expected_version=version)  # type: ignore[arg-type]
+        case = run(service.advance, expected_version=version)
         return f"已推进到“{case.stage.label}”环节"
     if action == "grade":
-        case = service.compute_grade(s, code, actor, now=now)
+        case = run(service.compute_grade)
         return f"已计算：总分 {case.state['grade']['total']:g}，等级 {case.state['grade']['grade_label']}"
     if action == "adjust":
-        service.adjust_grade(s, code, actor, _f(form, "grade"), _f(form, "reason"), now=now)
+        run(service.adjust_grade, _f(form, "grade"), _f(form, "reason"))
         return "等级已调整（须重新签字）"
     if action == "sign":
-        case = service.sign(s, code, actor, now=now)
+        case = run(service.sign)
         return f"已签字（{len(case.state['signatures'])}/{case.campaign.quorum_for(case.facts.committee_size)}）"
     if action == "publish":
         start = _f(form, "start")
@@ -253,27 +276,26 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
             d = dt.date.fromisoformat(start) if start else None
         except ValueError:
             raise InvalidInput(f"公示开始日期“{start}”不是日期") from None
-        case = service.publish(s, code, actor, now=now, start=d)
+        case = run(service.publish, start=d)
         return f"已发布公示：{case.state['publicity']['start']} 至 {case.state['publicity']['end']}"
     if action == "object":
         from notifications import receipts  # the objector's receipt code (issue 16, point 5)
 
-        case, receipt = receipts.lodge(s, code, actor, _f(form, "text"), now=now)  # scope checked above (public)
+        case, receipt = receipts.lodge(s, code, actor, _f(form, "text"), now=now)  # guarded above (public)
         return receipts.shown(case, receipt)
     if action == "resolve":
         oid = _number(form, "objection", "异议编号", integer=True)
         verdict = _f(form, "verdict")
         if oid is None or verdict not in ("upheld", "dismissed"):
             raise InvalidInput("请选择要处理的异议及处理结果（成立 / 不成立）")
-        service.resolve_objection(s, code, actor, int(oid), upheld=verdict == "upheld", reason=_f(form, "reason"),
-                                  now=now)
+        run(service.resolve_objection, int(oid), upheld=verdict == "upheld", reason=_f(form, "reason"))
         return "异议成立，已退回党委评定" if verdict == "upheld" else "异议不成立，已记录"
     if action == "complete":
         item = _number(form, "item", "整改事项编号", integer=True)
         if item is None:
             raise InvalidInput("请选择整改事项")
         files = read_uploads(form) if store is not None else []
-        service.complete_item(s, code, actor, int(item), _f(form, "evidence"), now=now, files=files)
+        run(service.complete_item, int(item), _f(form, "evidence"), files=files)
         if files and store is not None:
             store_all(store, files)
         return f"第 {item} 项已登记完成"
@@ -282,7 +304,7 @@ def perform(s: Session, actor: Actor, code: str, action: str, form: FormData, no
         d = dt.date.fromisoformat(until)
     except ValueError:
         raise InvalidInput(f"新的截止日期“{until}”不是日期（格式 2026-04-18）") from None
-    service.extend_deadline(s, code, actor, d, _f(form, "reason"), now=now)
+    run(service.extend_deadline, d, _f(form, "reason"))
     return f"截止日期已延至 {d}"
 
 
@@ -346,7 +368,8 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
     if isinstance(error, TransitionRefused) and not err["unmet"]:
         err["lines"] = [ln.strip() for ln in error.message.split("\n")[1:] if ln.strip()]
     with rt.tx() as s:
-        if back.startswith("/committee"):
+        if back.startswith("/committee"):  # the unmet criteria say who must act (the forms are per branch there)
+            err["unmet"] = ways_out(list(getattr(error, "unmet", [])), {})
             return render(request, "committee.html", {**_committee_ctx(s, actor, now), "error": err},
                           status=error.http_status, actor=actor)
         if back.startswith("/publicity"):
@@ -358,7 +381,9 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
             return render(request, "error.html", {"title": "无法完成", "message": error.message},
                           status=error.http_status, actor=actor)
     values = {k: v for k, v in form.items() if isinstance(v, str)}
-    ctx["invalid"] = fields_of(error) | invalid_fields(error.message)  # the error's locations (and unmet words)
+    refused: list[Any] = list(getattr(error, "unmet", []))
+    ctx["invalid"] = fields_of(error) | marked_fields(refused)  # from the error's locations, not its words
+    err["unmet"] = ways_out(refused, ctx["perm"])  # each refusal with its way out on this page
     owner = {"record": "record", "record_advance": "record", "advance": "advance", "grade": "grade", "adjust": "grade",
              "sign": "grade", "publish": "publish", "resolve": "resolve", "complete": "complete", "extend": "extend"}
     err["top"] = not ctx["perm"].get(owner.get(action, ""), False)  # no form to show it beside: show it on top

@@ -99,6 +99,7 @@ SCOPED: dict[tuple[str, str], Probe] = {
     ("GET", "/api/outbox"): Probe("/api/outbox?branch={b}"),
     ("GET", "/api/reports/{name}"): Probe("/api/reports/summary?format=csv&general_branch={g}"),
     ("GET", "/branches/{code}"): Probe("/branches/{b}"),
+    ("GET", "/branches/{code}/record"): Probe("/branches/{b}/record"),  # what was filed (issue 16)
     ("GET", "/branches/{code}/grades"): Probe("/branches/{b}/grades"),  # grade history (issue 12)
     ("GET", "/api/branches/{code}/grades"): Probe("/api/branches/{b}/grades"),
     ("POST", "/branches/{code}"): Probe("/branches/{b}", {"action": "extend", "deadline": "2026-05-01",
@@ -355,6 +356,10 @@ def test_the_parent_reads_its_children_and_changes_nothing(two_committees: Site,
     assert rows == {"P": 0, "C1": 4, "C2": 1}
     page = site.page_client(who).get("/rollup")
     assert page.status_code == 200 and "外校党委" in page.text and "测试学院党委" in page.text
+    assert 'href="/rollup"' in page.text  # in the navigation
+    # P runs no campaign of its own: its dashboard is the roll-up of its children
+    home = site.page_client(who).get("/dashboard", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/rollup"
     csv = site.page_client(who).get("/rollup/summary.csv")
     assert csv.status_code == 200 and csv.content.startswith("\ufeff".encode())
     assert "外校党委（C2）" in csv.content.decode("utf-8-sig") and "测试学院党委（C1）" in csv.content.decode("utf-8-sig")

@@ -191,6 +191,7 @@ def test_a_yellow_carded_branch_walks_every_stage_on_the_pages(live: tuple[Site,
     assert "每月开展主题党日" in plan and "4–5 月主题党日记录两份" in plan  # the inspector sees plan and evidence
     assert "组织生活不经常" in gb.locator("#self-analysis-text").inner_text()
     gb = people("gb1", "/branches/B1")
+    assert "4–5 月主题党日记录两份" in gb.locator("#plan-to-inspect + .card").inner_text()  # beside the form
     gb.locator("input[name=passed][value=no]").check()
     gb.locator("#inspected_on").fill("2026-06-05")
     gb.locator("#regrade_score").fill("60")
