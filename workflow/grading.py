@@ -152,6 +152,17 @@ def grade(campaign: Campaign, branch: Any, records: dict[str, Any], *, as_of: dt
     }
 
 
+def _fact_words(key: str, value: Any) -> str:
+    """A veto's fact in words (never the record's key)."""
+    if key == "secretary_violation":
+        return "支部书记近两年有严重违纪" if value else "支部书记近两年无严重违纪"
+    if key in ("rate", "floor"):
+        return f"{'满意率' if key == 'rate' else '最低要求'} {float(value):.0%}"
+    words = {"last_reelection": "上次换届", "limit_years": "换届期限（年）", "last_activity": "最近一次组织生活",
+             "limit_days": "组织生活间隔上限（天）"}
+    return f"{words.get(key, '有关情况')} {value if value is not None else '不详'}"
+
+
 def explain(result: dict[str, Any]) -> list[str]:
     """Chinese lines explaining a grade record (for `show` and the history)."""
     lines = [f"评分标准：{result['rubric']}"]
@@ -159,7 +170,7 @@ def explain(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {s['label']}：{s['score']:g} × 权重 {s['weight']:g} = {s['weighted']:g}")
     lines.append(f"  总分：{result['total']:g} → 按分数等级：{result['scale_grade_label']}（{result['boundary']}）")
     for v in result["veto"]:
-        facts = "，".join(f"{k}={val}" for k, val in v["facts"].items())
+        facts = "，".join(_fact_words(k, val) for k, val in v["facts"].items())
         lines.append(f"  一票否决：{v['label']}（{facts}）→ 定为最低等级")
     for key, s in result.get("standards", {}).items():
         name = "群众对党员满意率" if key == "satisfaction_members" else "党员对书记满意率"
