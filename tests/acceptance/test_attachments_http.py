@@ -89,6 +89,8 @@ def test_pdf_and_png_as_evidence_on_the_page_then_previews_and_downloads(fsite: 
     # the inspector (organisation department) sees the files on the branch page, without the form
     page = fsite.page_client("org").get("/branches/B1").text
     assert "整改事项 1 的佐证" in page and f'src="/attachments/{sha256_hex(png)}"' in page
+    record = fsite.page_client("org").get("/branches/B1/record").text  # the printable record view
+    assert f'src="/attachments/{sha256_hex(png)}"' in record and "会议记录.pdf" in record
 
 
 def test_a_renamed_program_is_refused_on_the_page_and_nothing_is_kept(fsite: Site) -> None:
