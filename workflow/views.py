@@ -241,8 +241,9 @@ def describe(event: dict[str, Any], labels: dict[str, str] | None = None,
     if k == "inspected":
         if p.get("regrade_score") is None:  # a failed inspection needs no re-grade (issue 16)
             return f"验收{'通过' if p['passed'] else '未通过'}：{p['summary']}"
-        return (f"验收{'通过' if p['passed'] else '未通过'}，再次定级 {grade(p['regrade'], p.get('regrade_label'))}"
-                f"（{p['regrade_score']:g} 分）：{p['summary']}")
+        regrade = (f"，再次定级 {grade(p.get('regrade'), p.get('regrade_label'))}（{p['regrade_score']:g} 分）"
+                   if p.get("regrade_score") is not None else "")
+        return f"验收{'通过' if p['passed'] else '未通过'}{regrade}：{p['summary']}"
     if k == "deadline_extended":
         return f"{Stage(p['stage']).label}截止日期延至 {p['deadline']}：{p['reason']}"
     if k in ("reminded", "escalated") and p.get("manual"):  # 催办 by a person (issue 16; notifications.manual)

@@ -193,8 +193,7 @@ def test_a_yellow_carded_branch_walks_every_stage_on_the_pages(live: tuple[Site,
     gb = people("gb1", "/branches/B1")
     assert "4–5 月主题党日记录两份" in gb.locator("#plan-to-inspect + .card").inner_text()  # beside the form
     gb.locator("input[name=passed][value=no]").check()
-    gb.locator("#inspected_on").fill("2026-06-05")
-    gb.locator("#regrade_score").fill("60")
+    gb.locator("#inspected_on").fill("2026-06-05")  # no re-grade score: a failed inspection needs none
     gb.locator("#new_deadline").fill("2026-07-15")
     gb.locator("[name=summary]").fill("主题党日记录不全，限期补齐。")
     gb.get_by_role("button", name="记录验收并完成").click()
