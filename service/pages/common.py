@@ -115,6 +115,7 @@ def _role_flags(actor: Actor | None) -> dict[str, bool]:
         "auditor_only": kinds == {Role.auditor},
         "objections": bool(kinds & {Role.org_department, Role.auditor}),  # the objection queue (issue 16)
         "bulk": bool(kinds & {Role.org_department, Role.committee_member, Role.general_branch_secretary}),
+        "rollup": bool(kinds & {Role.org_department, Role.auditor}),  # the sub-committees' roll-up (issue 12)
     }
 
 

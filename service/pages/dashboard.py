@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 
@@ -23,6 +23,7 @@ from service.pages.common import (
 from service.pages.scope import _scope_clause
 from states.base import Stage
 from workflow import tenancy
+from workflow.errors import NotFound
 from workflow.models import Branch, CaseRow, Committee, GeneralBranch
 from workflow.repository import campaign_of
 from workflow.yearover import calendar_in_force
@@ -38,7 +39,13 @@ def dashboard(request: Request) -> Response:
     now = rt.clock()
     with rt.tx() as s:
         actor = _page_actor(rt, s, request)
-        camp_row = tenancy.campaign_for(s, actor, request.query_params.get("campaign") or None)
+        try:
+            camp_row = tenancy.campaign_for(s, actor, request.query_params.get("campaign") or None)
+        except NotFound:
+            # a parent committee that runs no campaign of its own supervises its children: the roll-up
+            if not request.query_params.get("campaign") and tenancy.scope_of(actor).subtree:
+                return RedirectResponse("/rollup", status_code=303)
+            raise
         camp = campaign_of(camp_row)
         today = now.astimezone(camp.tz).date()
         q = (
