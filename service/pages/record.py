@@ -28,7 +28,7 @@ from workflow.service import Actor
 router = APIRouter(include_in_schema=False)
 
 OBJECTION_STATUS = {"open": "待处理", "upheld": "成立", "dismissed": "不成立"}
-SOURCE_WORDS = {"online": "网上测评", "paper": "纸质选票录入"}
+SOURCE_WORDS = {"online": "网上测评（不记名）", "typed": "纸质选票录入"}
 
 
 def person_names(s: Session, emails: set[str]) -> dict[str, str]:
