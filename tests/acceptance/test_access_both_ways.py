@@ -99,6 +99,7 @@ SCOPED: dict[tuple[str, str], Probe] = {
     ("GET", "/api/outbox"): Probe("/api/outbox?branch={b}"),
     ("GET", "/api/reports/{name}"): Probe("/api/reports/summary?format=csv&general_branch={g}"),
     ("GET", "/branches/{code}"): Probe("/branches/{b}"),
+    ("GET", "/branches/{code}/record"): Probe("/branches/{b}/record"),  # what was filed (issue 16)
     ("GET", "/branches/{code}/grades"): Probe("/branches/{b}/grades"),  # grade history (issue 12)
     ("GET", "/api/branches/{code}/grades"): Probe("/api/branches/{b}/grades"),
     ("POST", "/branches/{code}"): Probe("/branches/{b}", {"action": "extend", "deadline": "2026-05-01",
