@@ -376,7 +376,7 @@ def _show_again(request: Request, actor: Actor, code: str, action: str, form: Fo
             return render(request, "publicity.html", {**_publicity_ctx(s, now), "error": err, "err_code": code,
                                                       "text": _f(form, "text")}, status=error.http_status, actor=actor)
         try:
-            ctx = _branch_context(s, actor, code, now)
+            ctx = _branch_context(s, actor, code, now, show_system="system=1" in back)
         except BranchflowError:
             return render(request, "error.html", {"title": "无法完成", "message": error.message},
                           status=error.http_status, actor=actor)
