@@ -36,7 +36,7 @@ from states.base import ROLE_LABELS, Role, Stage
 from workflow import audit, limits, service, tenancy, views
 from workflow.errors import BranchflowError, Forbidden, InvalidInput, NotFound
 from workflow.models import Branch, Committee, GeneralBranch
-from workflow.repository import LoadedCase
+from workflow.repository import LoadedCase, load_case
 from workflow.service import Actor
 
 TZ = application.TZ  # the pages' time zone (kept here for service/ballot_pages.py)
@@ -418,7 +418,27 @@ def outbox(request: Request, token: Token,
             require_see(s, a, branch)
         elif not sees_everything(s, a):
             raise Forbidden("发件箱全部内容仅限审计人员和党委层面人员查看；其他人请用 branch= 查看本人负责的党支部")
-        return outbox_rows(s, status=status, branch=branch, limit=limit)
+        rows = outbox_rows(s, status=status, branch=branch, limit=limit)
+        return rows if _may_know_objectors(s, a, branch) else [_without_objector(r) for r in rows]
+
+
+def _may_know_objectors(s: Session, a: Actor, branch: str | None) -> bool:
+    """An objection's receipt mail goes to the objector: its recipient only for those who may know who
+    objected (the branch's organisation department and auditors, workflow.views.may_know_objectors)."""
+    if a.has_role(Role.auditor):
+        return True
+    if branch:
+        return views.may_know_objectors(a, load_case(s, branch))
+    return False
+
+
+def _without_objector(row: dict[str, Any]) -> dict[str, Any]:
+    from notifications.receipts import KIND
+
+    if row.get("kind") != KIND:
+        return row
+    return {**row, "recipient": "（异议回执不显示收件人）", "recipient_name": "",
+            "last_error": None if row.get("last_error") is None else "（异议回执不显示投递错误详情）"}
 
 
 def outbox_rows(s: Session, *, status: str | None, branch: str | None, limit: int) -> list[dict[str, Any]]:

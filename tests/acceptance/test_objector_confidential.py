@@ -73,3 +73,20 @@ def test_the_cli_history_prints_names_and_keeps_the_objector_confidential(object
     assert r.exit_code == 0, r.output
     assert TEXT in r.output and "有人提出异议" in r.output and "组织部 钱" in r.output
     assert GB2_SEC not in r.output and "@" not in r.output and "system" not in r.output
+
+
+def test_the_receipt_mail_in_the_outbox_names_its_recipient_only_to_those_who_may_know(site: Site) -> None:
+    w = site.world
+    w.drive("B1", Stage.publicity)
+    w.do(service.publish, "B1", ORG, now=at(4, 20, 11))
+    site.clock.now = at(4, 21, 9)
+    r = site.call("gb2", "POST", "/api/branches/B1/objections", json={"text": TEXT})
+    assert r.status_code == 200, r.text
+    for who in ("sec1", "gb1"):
+        rows = site.call(who, "GET", "/api/outbox", params={"branch": "B1"})
+        assert rows.status_code == 200 and rows.json(), who
+        assert GB2_SEC not in rows.text and OBJECTOR_NAME not in rows.text, who
+    for who in ("org", "auditor"):
+        rows = site.call(who, "GET", "/api/outbox", params={"branch": "B1"}).text
+        assert GB2_SEC in rows, who
+    assert GB2_SEC not in site.call("m1", "GET", "/api/outbox").text  # committee-wide, still not who objected
