@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service import cli_lang
@@ -135,10 +136,30 @@ class BranchflowGroup(click.Group):
         except BranchflowError as exc:
             click.echo(f"错误：{exc.message}", err=True)
             sys.exit(exc.exit_code)
+        except DBAPIError:  # most often a database never initialised or not upgraded: say so, no traceback
+            _database_not_ready(ctx)
+            raise
         except click.UsageError as exc:  # a subcommand's options and arguments, in Chinese (service/cli_lang.py)
             if isinstance(exc, cli_lang.ChineseUsageError) or cli_lang.is_help(exc):
                 raise
             raise cli_lang.chinese(exc) from None
+
+
+def _database_not_ready(ctx: click.Context) -> None:
+    """Exit 2 with ``请先运行 branchflow init`` when the database is not at the current schema (else return)."""
+    from workflow.migrate import require_current
+
+    root = ctx.find_root().obj
+    if root is None:
+        return
+    try:
+        require_current(root.engine)
+    except BranchflowError as exc:
+        click.echo(f"错误：{exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except DBAPIError:
+        click.echo("错误：无法读取数据库：请检查 BRANCHFLOW_DATABASE_URL，或先运行 branchflow init", err=True)
+        sys.exit(2)
 
 
 now_option = click.option("--now", "now_s", default=None, help="操作时间（ISO 格式；默认当前时间；无时区按北京时间）")

@@ -279,6 +279,11 @@ def test_every_cli_refusal_speaks_chinese_one_problem_a_line(site: Site, db_url:
         r = runner.invoke(cli, args, env=env, prog_name="branchflow")  # what people read when all goes well, too
         assert r.exit_code == 0 and not latin_words(r.output, " ".join(args)), (args, latin_words(r.output), r.output)
 
+    # a database never initialised: the way out, not SQLAlchemy's traceback
+    empty = {"BRANCHFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "BRANCHFLOW_DATA_DIR": str(tmp_path / "e")}
+    r = runner.invoke(cli, ["list"], env=empty, prog_name="branchflow")
+    assert r.exit_code == 2 and "请先运行 `branchflow init`" in r.output and "Traceback" not in r.output, r.output
+
     # the real command, once: click's own words in Chinese, the hint, exit code 2
     p = subprocess.run([sys.executable, "-m", "service.cli", "advance", "B1"], cwd=tmp_path, text=True,
                        capture_output=True, env={"PYTHONPATH": str(ROOT), **env, "PATH": "/usr/bin:/bin"}, timeout=60,
