@@ -317,7 +317,8 @@ def campaign_change(file: str, reason: str, as_email: str, campaign: str | None,
 
 
 @campaign.command("extend")
-@click.option("--stage", required=True, type=click.Choice([s.value for s in Stage if s is not Stage.accepted]))
+@click.option("--stage", required=True, type=cli_lang.LabelledChoice([s.value for s in Stage if s is not Stage.accepted]),
+              help="环节（代码或名称，如 publicity 或 公示）")
 @click.option("--until", required=True, help="新的截止日期")
 @click.option("--reason", required=True, help="理由（记入审计）")
 @as_option
@@ -408,7 +409,8 @@ def person() -> None:
 @person.command("add")
 @click.argument("email")
 @click.option("--name", required=True, help="姓名")
-@click.option("--role", "roles", multiple=True, type=click.Choice([r.value for r in Role]), help="角色（可多次）")
+@click.option("--role", "roles", multiple=True, type=cli_lang.LabelledChoice([r.value for r in Role]),
+              help="角色（代码或名称，可多次）")
 @click.option("--scope", default="", help="范围：党支部/党总支/党委编码（审计人员：给出党委编码则限该党委及其下级，不给出为全部）")
 def person_add(email: str, name: str, roles: tuple[str, ...], scope: str) -> None:
     """添加人员并授予角色，例如：person add a@x.cn --name 张三 --role committee_member --scope 生命学院党委"""
@@ -433,7 +435,8 @@ def person_list() -> None:
 
 @cli.command("list")
 @campaign_option
-@click.option("--stage", type=click.Choice([s.value for s in Stage]), default=None)
+@click.option("--stage", type=cli_lang.LabelledChoice([s.value for s in Stage]), default=None,
+              help="环节（代码或名称，如 公示）")
 @click.option("--general-branch", default=None, help="党总支编码")
 @click.option("--grade", default=None, help="等级（名称或代码，如 较好 或 B）")
 @click.option("--overdue", is_flag=True, help="只看逾期的")
@@ -734,7 +737,8 @@ def advance(branch: str, as_email: str, campaign: str | None, now_s: str | None,
 @click.argument("branch")
 @click.option("--until", required=True, help="新的截止日期")
 @click.option("--reason", required=True, help="理由")
-@click.option("--stage", type=click.Choice([s.value for s in Stage if s is not Stage.accepted]), default=None)
+@click.option("--stage", type=cli_lang.LabelledChoice([s.value for s in Stage if s is not Stage.accepted]), default=None,
+              help="环节（代码或名称）")
 @as_option
 @campaign_option
 @now_option

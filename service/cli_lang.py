@@ -211,3 +211,16 @@ def is_help(exc: click.UsageError) -> bool:
 def chinese(exc: click.UsageError) -> ChineseUsageError:
     """The same usage error (its context and exit code 2), worded by :func:`usage_message`."""
     return ChineseUsageError(usage_message(exc), ctx=exc.ctx)
+
+
+class LabelledChoice(click.Choice[str]):
+    """A choice of values that also takes their Chinese names: ``--stage 公示`` is ``--stage publicity``."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str) and value not in self.choices:
+            value = next((str(v) for v in self.choices if VALUE_LABELS.get(str(v)) == value), value)
+        return str(super().convert(value, param, ctx))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return "[" + "|".join(f"{v}（{VALUE_LABELS[str(v)]}）" if str(v) in VALUE_LABELS else str(v)
+                              for v in self.choices) + "]"

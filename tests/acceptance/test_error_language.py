@@ -271,6 +271,8 @@ def test_every_cli_refusal_speaks_chinese_one_problem_a_line(site: Site, db_url:
     assert r.exit_code == 0 and "共 " in r.output
     r = runner.invoke(cli, ["list", "--grade", "最好"], env=env, prog_name="branchflow")
     assert r.exit_code == 2 and "可用：先进" in r.output
+    r = runner.invoke(cli, ["list", "--stage", "公示"], env=env, prog_name="branchflow")  # a stage by its name too
+    assert r.exit_code == 0 and "B4" in r.output and "B1" not in r.output, r.output
     r = runner.invoke(cli, ["campaign", "show"], env=env, prog_name="branchflow")
     assert "签字法定人数：过半数" in r.output and "self" not in r.output, r.output
     r = runner.invoke(cli, ["show", "B1"], env=env, prog_name="branchflow")
