@@ -100,6 +100,32 @@ class Directory:
             self._gb[gb_id] = (code, name, self._people(Role.general_branch_secretary, code) if code else [])
         return self._gb[gb_id]
 
+    def prefetch_general_branches(self, gb_ids: set[int | None]) -> None:
+        """Look up the general branches of a page of cases (and their secretaries) in two queries, not two
+        per unit; what :meth:`general_branch` then answers is the same."""
+        missing = sorted(i for i in gb_ids if i is not None and i not in self._gb)
+        for k in range(0, len(missing), 500):
+            part = missing[k:k + 500]
+            units = self.session.execute(
+                select(GeneralBranch.id, GeneralBranch.code, GeneralBranch.name).where(GeneralBranch.id.in_(part))).all()
+            codes = [c for _, c, _ in units if c]
+            people: dict[str, list[Recipient]] = {}
+            if codes:
+                for scope, email, name in self.session.execute(
+                        select(RoleAssignment.scope_code, Person.email, Person.name)
+                        .join(RoleAssignment, RoleAssignment.person_id == Person.id)
+                        .where(RoleAssignment.role == Role.general_branch_secretary.value,
+                               RoleAssignment.scope_code.in_(codes))
+                        .order_by(Person.email)).all():
+                    people.setdefault(scope, []).append(Recipient(email=email, name=name))
+            found = set()
+            for gid, code, name in units:
+                found.add(gid)
+                self._gb[gid] = (code, name, people.get(code, []) if code else [])
+            for gid in part:
+                if gid not in found:
+                    self._gb[gid] = ("", "", [])
+
     def committee_people(self, committee_id: int, role: Role) -> list[Recipient]:
         key = (committee_id, role)
         if key not in self._committee:

@@ -17,9 +17,10 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import and_, func, literal, select, tuple_
+import orjson
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from notifications.directory import ESCALATION_ROLES, Directory, Recipient, owner_roles
@@ -32,8 +33,8 @@ from workflow.calendar import require_known_year
 from workflow.campaign import Campaign
 from workflow.case import BranchFacts
 from workflow.errors import CalendarUnknown
-from workflow.models import Branch, CampaignRow, CaseRow, Committee, EventRow, GeneralBranch
-from workflow.repository import campaign_of
+from workflow.models import Branch, CampaignRow, CaseRow, Committee, GeneralBranch
+from workflow.repository import _cursor, campaign_of
 
 
 @dataclass
@@ -118,37 +119,24 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
     windows = sched.deadline_windows(prev, now, min_deadline)
     stats.windows.extend(windows)
     decisions: dict[dt.date, Decision | None] = {}  # every case with the same deadline gets the same answer
-    base_q = (
-        select(CaseRow.id, CaseRow.stage, CaseRow.deadline, CaseRow.version, CaseRow.state,
-               Branch.code, Branch.name, Branch.branch_type, Branch.member_count, Branch.secretary_name,
-               Branch.secretary_email, Branch.general_branch_id, Branch.committee_id, Branch.last_reelection,
-               Branch.last_activity, Branch.secretary_violation, EventRow.hash, EventRow.at)
-        .join(Branch, Branch.id == CaseRow.branch_id)
-        .join(EventRow, and_(EventRow.case_id == CaseRow.id, EventRow.seq == CaseRow.version))
-        .where(CaseRow.campaign_id == camp_row.id, CaseRow.stage != Stage.accepted.value)
-        .order_by(CaseRow.deadline, CaseRow.id)
-    )
+    slots: dict[tuple[dt.date, str], _Slot] = {}  # … and the same send times and dates in its notice
     for lo, hi in windows:
         # keyset pagination in index order (deadline, id): each page is a range read, never a re-sort
         last_d, last_id = lo, 0
         while True:
-            # (deadline, id) > (last_d, last_id) as a row value: SQLite and PostgreSQL both seek on it in
-            # the (campaign_id, deadline, id) index; the OR form gave SQLite no lower bound, so every page
-            # re-walked all the earlier rows of the window
-            rows = session.execute(base_q.where(
-                CaseRow.deadline <= hi, tuple_(CaseRow.deadline, CaseRow.id) > tuple_(literal(last_d), literal(last_id)),
-            ).limit(page)).all()
+            rows = _candidates(session, camp_row.id, hi, last_d, last_id, page)
             if not rows:
                 break
             last_d, last_id = rows[-1].deadline, rows[-1].id
             stats.examined += len(rows)
+            directory.prefetch_general_branches({r.general_branch_id for r in rows})
             notices: list[Notice] = []
             for r in rows:
                 if r.deadline not in decisions:
                     decisions[r.deadline] = sched.decide(r.deadline, prev, now)
                 decision = decisions[r.deadline]
                 if decision is not None:
-                    notices.extend(_notices(r, decision, camp_row, campaign, sched, directory, now))
+                    notices.extend(_notices(r, decision, camp_row, campaign, sched, directory, now, slots))
             have = existing_keys(session, [n.key for n in notices])
             stats.already += len(have)
             fresh = [n for n in notices if n.key not in have]
@@ -175,17 +163,116 @@ def _sweep_campaign(session: Session, camp_row: CampaignRow, *, now: dt.datetime
     session.flush()
 
 
-def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campaign, sched: Schedule,
-             directory: Directory, now: dt.datetime) -> list[Notice]:
-    stage = Stage(r.stage)
-    deadline: dt.date = r.deadline
-    out: list[Notice] = []
-    base = {"campaign_id": camp_row.id, "case_id": r.id, "branch_code": r.code, "stage": r.stage, "deadline": deadline}
+class Candidate(NamedTuple):
+    """An open case whose deadline is in a window, with its branch and chain head (one row of the walk)."""
+
+    id: int
+    stage: str
+    deadline: dt.date
+    version: int
+    state: dict[str, Any]
+    code: str
+    name: str
+    branch_type: str
+    member_count: int
+    secretary_name: str
+    secretary_email: str
+    general_branch_id: int | None
+    committee_id: int
+    last_reelection: dt.date | None
+    last_activity: dt.date | None
+    secretary_violation: bool
+    hash: str
+    at: dt.datetime | None
+
+
+# The candidate walk on the DBAPI cursor with a prebuilt statement (as workflow.repository's load_case):
+# the ORM's per-row type processing cost more than the reads. (deadline, id) > (last_d, last_id) as a row
+# value: SQLite and PostgreSQL both seek on it in the (campaign_id, deadline, id) index; the OR form gave
+# SQLite no lower bound, so every page re-walked all the earlier rows of the window.
+_CANDIDATES = (
+    "SELECT c.id, c.stage, c.deadline, c.version, {state}, b.code, b.name, b.branch_type, b.member_count, "
+    "b.secretary_name, b.secretary_email, b.general_branch_id, b.committee_id, b.last_reelection, "
+    "b.last_activity, b.secretary_violation, e.hash, e.at "
+    "FROM cases c JOIN branches b ON b.id = c.branch_id "
+    "JOIN events e ON e.case_id = c.id AND e.seq = c.version "
+    "WHERE c.campaign_id = {p} AND c.stage <> 'accepted' AND c.deadline <= {p} AND (c.deadline, c.id) > ({p}, {p}) "
+    "ORDER BY c.deadline, c.id LIMIT {p}"
+)
+
+
+def _candidates(session: Session, campaign_id: int, hi: dt.date, last_d: dt.date, last_id: int,
+                page: int) -> list[Candidate]:
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the raw read must see what the unit of work still holds
+    sql, cur, _ = _cursor(session)
+    try:
+        cur.execute(_CANDIDATES.format(state="c.state" if sql.sqlite else "CAST(c.state AS TEXT)", p=sql.p),
+                    (campaign_id, sql.day(hi), sql.day(last_d), last_id, page))
+        raw = cur.fetchall()
+    finally:
+        cur.close()
+    ts = sql.read_ts
+    days: dict[Any, dt.date | None] = {None: None}  # a page holds a handful of distinct dates
+
+    def day(v: Any) -> dt.date | None:
+        d = days.get(v, days)
+        if d is days:
+            d = days[v] = sql.read_day(v)
+        return d  # type: ignore[return-value]
+
+    return [Candidate(r[0], r[1], cast(dt.date, day(r[2])), r[3], orjson.loads(r[4]) if isinstance(r[4], str | bytes) else r[4],
+                      r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], day(r[13]), day(r[14]), bool(r[15]),
+                      r[16], ts(r[17]))
+            for r in raw]
+
+
+@dataclass
+class _Slot:
+    """What every case with the same (deadline, stage) shares under one decision: computed once per sweep."""
+
+    stage: Stage
+    skipped: list[tuple[Any, dt.datetime, str]]  # (rung, its send time, why it was not sent)
+    due_at: dt.datetime | None = None  # the sent rung's time
+    roles: list[Role] = field(default_factory=list)
+    shared: dict[str, Any] = field(default_factory=dict)  # the context's per-deadline values
+
+
+def _slot(deadline: dt.date, stage_value: str, decision: Decision, sched: Schedule, now: dt.datetime,
+          memo: dict[tuple[dt.date, str], _Slot]) -> _Slot:
+    hit = memo.get((deadline, stage_value))
+    if hit is not None:
+        return hit
+    stage = Stage(stage_value)
     slot = sched.send_at(deadline, decision.send) if decision.send else None
+    skipped = []
     for rung in decision.skipped:
         due_at = sched.send_at(deadline, rung)
         merged = slot is not None and due_at == slot and rung.kind == decision.send.kind  # type: ignore[union-attr]
         reason = f"与 {decision.send.id} 同一时间发出，已并入该邮件" if merged else "已过时（停机或延误后补扫），未发送"  # type: ignore[union-attr]
+        skipped.append((rung, due_at, reason))
+    out = _Slot(stage=stage, skipped=skipped, due_at=slot)
+    sent = decision.send
+    if sent is not None:
+        out.roles = (owner_roles(stage) if sent.kind == REMINDER
+                     else [ESCALATION_ROLES[t] for t in decision.to or sent.to])
+        today = sched.local_date(now)
+        out.shared = {"stage_label": stage.label, "deadline": deadline.isoformat(), "deadline_text": cn_date(deadline),
+                      "days_left": max((deadline - today).days, 0), "days_overdue": max((today - deadline).days, 0),
+                      "owners": [ROLE_LABELS[x] for x in out.roles]}
+    memo[(deadline, stage_value)] = out
+    return out
+
+
+def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campaign, sched: Schedule,
+             directory: Directory, now: dt.datetime,
+             memo: dict[tuple[dt.date, str], _Slot] | None = None) -> list[Notice]:
+    deadline: dt.date = r.deadline
+    shared = _slot(deadline, r.stage, decision, sched, now, {} if memo is None else memo)
+    stage = shared.stage
+    out: list[Notice] = []
+    base = {"campaign_id": camp_row.id, "case_id": r.id, "branch_code": r.code, "stage": r.stage, "deadline": deadline}
+    for rung, due_at, reason in shared.skipped:
         out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
                           rung=rung.id, due_at=due_at, status=SKIPPED, context={"reason": reason}, **base))
     if decision.parent is not None:
@@ -193,11 +280,11 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
     if decision.send is None:
         return out
     rung = decision.send
+    assert shared.due_at is not None
     secretary = Recipient(email=r.secretary_email, name=r.secretary_name)
     _, gb_name, _ = directory.general_branch(r.general_branch_id)
-    roles = owner_roles(stage) if rung.kind == REMINDER else [ESCALATION_ROLES[t] for t in decision.to or rung.to]
+    roles = shared.roles
     recipients = directory.resolve(roles, committee_id=r.committee_id, gb_id=r.general_branch_id, secretary=secretary)
-    today = sched.local_date(now)
     facts = BranchFacts(code=r.code, name=r.name, branch_type=r.branch_type, member_count=r.member_count,
                         committee_size=directory.committee_size(r.committee_id), last_reelection=r.last_reelection,
                         last_activity=r.last_activity, secretary_violation=r.secretary_violation)
@@ -205,29 +292,29 @@ def _notices(r: Any, decision: Decision, camp_row: CampaignRow, campaign: Campai
         missing = [str(u) for u in spec_for(stage).can_leave(r.state, campaign, facts, now=now)]
     except Exception:  # noqa: BLE001 - a rule that cannot judge this case must not stop everyone's reminders
         missing = []
+    v = shared.shared
     context: dict[str, Any] = {
         "campaign": campaign.name, "branch_code": r.code, "branch_name": r.name, "general_branch": gb_name,
-        "secretary": r.secretary_name, "stage": r.stage, "stage_label": stage.label,
-        "deadline": deadline.isoformat(), "deadline_text": cn_date(deadline), "kind": rung.kind, "rung": rung.id,
-        "days_left": max((deadline - today).days, 0), "days_overdue": max((today - deadline).days, 0),
-        "missing": missing, "owners": [ROLE_LABELS[x] for x in roles],
+        "secretary": r.secretary_name, "stage": r.stage, "stage_label": v["stage_label"],
+        "deadline": v["deadline"], "deadline_text": v["deadline_text"], "kind": rung.kind, "rung": rung.id,
+        "days_left": v["days_left"], "days_overdue": v["days_overdue"],
+        "missing": missing, "owners": list(v["owners"]),
         "contact": directory.contact(roles, committee_id=r.committee_id, gb_id=r.general_branch_id),
         "supervision_order": decision.supervision_order,
     }
     if decision.supervision_order:
         context["supervision_text"] = (
-            f"督办令：党支部“{r.name}”“{stage.label}”环节已逾期 {context['days_overdue']} 天（截止 {cn_date(deadline)}），"
+            f"督办令：党支部“{r.name}”“{stage.label}”环节已逾期 {context['days_overdue']} 天（截止 {v['deadline_text']}），"
             f"请党委组织部和党委督促该支部限期完成，并将办理情况报党委。")
+    key = dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id)
     if not recipients:
-        out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
-                          rung=rung.id, due_at=sched.send_at(deadline, rung), status=SKIPPED,
+        out.append(Notice(key=key, kind=rung.kind, rung=rung.id, due_at=shared.due_at, status=SKIPPED,
                           context={"reason": "没有收件人：请导入书记邮箱、授予相应角色，或设置 BRANCHFLOW_ORG_DEPARTMENT_EMAIL"},
                           **base))
         return out
-    out.append(Notice(key=dedup_key(camp_row.code, r.code, r.stage, deadline, rung.id), kind=rung.kind,
-                      rung=rung.id, due_at=sched.send_at(deadline, rung), context=context, recipients=recipients,
-                      supervision_order=decision.supervision_order, version=r.version, last_hash=r.hash,
-                      last_at=r.at, **base))
+    out.append(Notice(key=key, kind=rung.kind, rung=rung.id, due_at=shared.due_at, context=context,
+                      recipients=recipients, supervision_order=decision.supervision_order, version=r.version,
+                      last_hash=r.hash, last_at=r.at, **base))
     return out
 
 
