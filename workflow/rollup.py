@@ -15,14 +15,14 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, literal, or_, select
+from sqlalchemy import and_, case, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from states.base import Role, Stage
 from workflow import tenancy
 from workflow.errors import Forbidden
 from workflow.models import Branch, CampaignRow, CaseRow, Committee
-from workflow.repository import campaign_of
+from workflow.repository import _campaign
 
 ROLLUP_ROLES = (Role.org_department, Role.auditor)
 
@@ -89,26 +89,35 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         CampaignRow.year == year, or_(CampaignRow.committee_id.in_(in_tree), CampaignRow.committee_id.is_(None)))
         .order_by(CampaignRow.code)).all() if year is not None else []
     by_id = {c.id: c for c in camps}
-    parsed = {c.id: campaign_of(c) for c in camps}
+    # parsed once per process and configuration (repository's per-id cache: a province has more campaigns
+    # than the small per-code LRU holds, and re-parsing each configuration costs more than the GROUP BY)
+    parsed = {c.id: _campaign(c.id, c.code, c.config) for c in camps}
     today = now.astimezone(next(iter(parsed.values())).tz).date() if parsed else now.date()
     totals: dict[int, dict[str, Any]] = {}
     if camps:
         # group key: the child committee whose subtree holds the branch; the root's own branches as root
         own = root.id if root is not None else -1
-        group: Any = (member.id if each else
-                      case(*[(member.path.startswith(c.path, autoescape=False), c.id) for c in children], else_=own)
-                      if children else literal(own))
+        # grouped by the branch's own committee in SQL; each committee is then credited to the child whose
+        # subtree holds it from the (small) committees table — a CASE of LIKEs per case row cost 2× the query
+        group: Any = member.id
+        into = _credit(session, children, own, each)
         late = func.sum(case((and_(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value), 1), else_=0))
         q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
                     CaseRow.grade, CaseRow.previous_grade, func.count().label("n"), late.label("late"))
              .select_from(CaseRow)
              .join(Branch, Branch.id == CaseRow.branch_id)
              .join(member, member.id == Branch.committee_id)
-             .where(CaseRow.campaign_id.in_(list(by_id)), member.id.in_(in_tree))
+             .where(CaseRow.campaign_id.in_(list(by_id))))
+        if any(c.committee_id is None for c in camps):
+            # a pre-tenancy campaign covers every committee: keep its cases of the subtree only. Without one,
+            # the campaigns are the subtree's own, whose cases are its branches' — and the planner then
+            # drives from cases (campaign_id index) instead of probing every campaign for every branch
+            q = q.where(member.id.in_(in_tree))
+        q = (q
              .group_by("k", CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
         for k, camp_id, stage, grade, previous, n, n_late in session.execute(q):
             scale = parsed[camp_id].grading.scale
-            t = totals.setdefault(int(k), _empty())
+            t = totals.setdefault(into.get(int(k), own), _empty())
             t["branches"] += n
             t["overdue"] += int(n_late or 0)
             t["stages"][stage] += n
@@ -148,6 +157,25 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         "rows": rows,
         "total": _row(root.code if root else "", "合计", "合计", grand),
     }
+
+
+def _credit(session: Session, children: Any, own: int, each: bool) -> dict[int, int]:
+    """committee id → the row it counts in: itself (``each``), else the child whose subtree holds it
+    (the root's own branches, and anything outside every child, count as the root's)."""
+    if each:
+        return {c.id: c.id for c in children}
+    paths = session.execute(select(Committee.id, Committee.path)).tuples().all()
+    heads = {f"/{c.id}/": c.id for c in children}
+    out: dict[int, int] = {}
+    for cid, path in paths:
+        for part in (path or "").strip("/").split("/"):
+            hit = heads.get(f"/{part}/")
+            if hit is not None:
+                out[cid] = hit
+                break
+        else:
+            out[cid] = own
+    return out
 
 
 def _tree_key(path: str, codes: dict[int, str]) -> list[str]:
