@@ -104,6 +104,13 @@ def _live(s: Session, raw: str) -> WebSessionRow | None:
     return s.scalar(select(WebSessionRow).where(WebSessionRow.id_hash == digest(raw)))
 
 
+def email_of(s: Session, raw: str) -> str | None:
+    """Whose session cookie this is, live or ended (a form sent after the end keeps its input for them)."""
+    row = _live(s, raw)
+    person = s.get(Person, row.person_id) if row is not None else None
+    return person.email if person is not None else None
+
+
 def read_session(s: Session, raw: str, *, now: dt.datetime, policy: Policy) -> tuple[Actor, WebSessionRow]:
     """The actor of a live session; :class:`NotAuthenticated` saying why when it has ended."""
     row = _live(s, raw)

@@ -23,6 +23,7 @@ from service.auth import (
     require_see,
 )
 from service.files import blob_store, read_uploads
+from service.pages import kept
 from service.pages.committee import _committee_ctx
 from service.pages.common import (
     _f,
@@ -158,7 +159,13 @@ def branch_page(code: str, request: Request) -> Response:
     with rt.tx() as s:
         actor = _page_actor(rt, s, request)
         ctx = _branch_context(s, actor, code, now, show_system=request.query_params.get("system") == "1")
-    return render(request, "branch.html", ctx, actor=actor)
+    restored = kept.take(request, actor.email, request.url.path)  # typed before the session ended (issue 16)
+    if restored is not None:
+        ctx = {**ctx, "values": {**ctx["values"], **restored}, "notice": kept.RESTORED}
+    resp = render(request, "branch.html", ctx, actor=actor)
+    if request.cookies.get(kept.KEPT_COOKIE) and restored is not None:
+        kept.forget(resp)
+    return resp
 
 
 def stage_data(case: LoadedCase, form: FormData) -> dict[str, Any]:

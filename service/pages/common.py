@@ -54,7 +54,8 @@ def _csrf_nonce(request: Request) -> tuple[str, bool]:
 
 # ``?ok=KEY`` shows a site notice only from this fixed set; ``done`` shows the result of the person's last
 # form, kept in their server-side session (never text from the URL).
-NOTICES = {"logged_out": "您已退出登录", "done": ""}
+NOTICES = {"logged_out": "您已退出登录", "done": "",
+           "kept": "登录已失效，您刚才填写的内容已保留：重新登录后会回到原页面并填好（不会自动提交）。"}
 
 
 def _notice(request: Request) -> str | None:
@@ -121,10 +122,20 @@ def _role_flags(actor: Actor | None) -> dict[str, bool]:
 
 def error_page(request: Request, exc: BranchflowError) -> Response:
     if isinstance(exc, NotAuthenticated):
-        if exc.ended is not None:
-            with runtime(request).tx() as s:
+        email = None
+        with runtime(request).tx() as s:
+            if exc.ended is not None:
                 web_sessions.settle(s, exc)
-        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+            if request.method == "POST":  # a form sent after its session ended: keep what was typed
+                email = web_sessions.email_of(s, request.cookies.get(SESSION_COOKIE) or "")
+        back = RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        if email is not None:
+            from service.pages import kept
+
+            form = getattr(request, "_form", None)  # Starlette keeps the parsed form on the request
+            if kept.keep(back, request, email, request.url.path, form if isinstance(form, FormData) else None):
+                back.headers["location"] += "&ok=kept"
+        return back
     return render(request, "error.html", {"title": "无法完成", "message": exc.message}, status=exc.http_status)
 
 

@@ -243,3 +243,62 @@ def test_every_role_does_its_year_on_the_pages(live: tuple[Site, Server], year: 
     aud.get_by_role("button", name="校验哈希链与当前状态").click()
     assert "校验通过" in aud.locator("#verify").inner_text()
     year.shot(aud, "audit")
+
+
+def test_a_form_sent_after_the_session_ended_is_kept_through_the_log_in(live: tuple[Site, Server],
+                                                                         chromium: Any, tmp_path: Path) -> None:
+    """The secretary types the 18 scores, the session ends (idle), 保存并提交 lands on the log-in page that says
+    the input is kept; another person logging in on that browser does not get it; the secretary does, on the
+    branch page, filled in and not submitted."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from workflow.models import WebSessionRow
+
+    site, server = live
+    w = site.world
+    w.drive("B1", Stage.self_assessment)
+    site.clock.now = at(4, 2, 9)
+    year = Year(chromium, server, "phone", Path(os.environ.get("BRANCHFLOW_SCREENSHOTS") or tmp_path / "screenshots"))
+    try:
+        sec = year("sec1", "/branches/B1")
+        rubric = w.case("B1").campaign.grading.rubric_for("teacher")
+        for it in rubric.items:
+            sec.locator(f"#s_{it.id}").fill(f"{it.max * 0.8:g}")
+        sec.locator("#meeting_date").fill("2026-04-01")
+        sec.locator("#attendance").fill("8")
+        with w.sessions() as s, s.begin():  # idle for two hours
+            for row in s.scalars(select(WebSessionRow)):
+                row.last_seen_at = row.last_seen_at - dt.timedelta(hours=2)
+        sec.get_by_role("button", name="保存并提交（进入下一环节）").click()
+        sec.wait_for_url("**/login?**")
+        assert "您刚才填写的内容已保留" in notice(sec)
+        assert "csrf" not in sec.url and "s_1" not in sec.url  # nothing of the form in the URL
+        year.shot(sec, "session-ended-input-kept")
+        assert w.stage("B1") is Stage.self_assessment and not w.case("B1").state["records"].get("self_assessment")
+
+        sec.get_by_label("邮箱").fill(PEOPLE["gb1"])  # somebody else on this browser: not theirs to see
+        sec.get_by_label("密码").fill(PASSWORD)
+        sec.get_by_role("button", name="登录").click()
+        sec.wait_for_url(f"{server.url}/branches/B1")
+        assert sec.locator(f"#s_{rubric.items[0].id}").count() == 0 or sec.locator(f"#s_{rubric.items[0].id}").input_value() == ""
+        sec.locator("header").get_by_role("button", name="退出").click()
+
+        sec.goto(f"{server.url}/login?next=/branches/B1")
+        sec.get_by_label("邮箱").fill(PEOPLE["sec1"])
+        sec.get_by_label("密码").fill(PASSWORD)
+        sec.get_by_role("button", name="登录").click()
+        sec.wait_for_url(f"{server.url}/branches/B1")
+        assert "您在登录失效前填写的内容已恢复到表单中（尚未提交）" in notice(sec)
+        for it in rubric.items:
+            assert sec.locator(f"#s_{it.id}").input_value() == f"{it.max * 0.8:g}"
+        assert sec.locator("#attendance").input_value() == "8"
+        assert w.stage("B1") is Stage.self_assessment  # shown again, not submitted
+        year.shot(sec, "session-ended-input-restored")
+        sec.reload()  # taken once: a reload shows the page as stored
+        assert sec.locator(f"#s_{rubric.items[0].id}").input_value() == ""
+        sec.get_by_role("button", name="保存并提交（进入下一环节）").click()
+        assert "已提交，党支部进入“党员群众测评”环节" not in sec.content()  # an empty form is refused as before
+    finally:
+        year.close()
