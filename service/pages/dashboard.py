@@ -41,9 +41,11 @@ def dashboard(request: Request) -> Response:
         actor = _page_actor(rt, s, request)
         try:
             camp_row = tenancy.campaign_for(s, actor, request.query_params.get("campaign") or None)
-        except NotFound:
-            # a parent committee that runs no campaign of its own supervises its children: the roll-up
-            if not request.query_params.get("campaign") and tenancy.scope_of(actor).subtree:
+        except (NotFound, tenancy.CampaignAmbiguous):
+            # a parent committee that runs no campaign of its own supervises its children, and a deployment-
+            # wide auditor has no one campaign: their overview is the roll-up
+            sc = tenancy.scope_of(actor)
+            if not request.query_params.get("campaign") and (sc.subtree or sc.everything):
                 return RedirectResponse("/rollup", status_code=303)
             raise
         camp = campaign_of(camp_row)

@@ -360,6 +360,10 @@ def test_the_parent_reads_its_children_and_changes_nothing(two_committees: Site,
     # P runs no campaign of its own: its dashboard is the roll-up of its children
     home = site.page_client(who).get("/dashboard", follow_redirects=False)
     assert home.status_code == 303 and home.headers["location"] == "/rollup"
+    # a deployment-wide auditor has no one campaign either (two committees run theirs): the same landing
+    wide = site.page_client("auditor").get("/dashboard", follow_redirects=False)
+    assert wide.status_code == 303 and wide.headers["location"] == "/rollup"
+    assert site.page_client("auditor").get("/dashboard", params={"campaign": "henan-2026"}).status_code == 200
     csv = site.page_client(who).get("/rollup/summary.csv")
     assert csv.status_code == 200 and csv.content.startswith("\ufeff".encode())
     assert "外校党委（C2）" in csv.content.decode("utf-8-sig") and "测试学院党委（C1）" in csv.content.decode("utf-8-sig")
