@@ -266,7 +266,7 @@ def campaign_list(as_json: bool) -> None:
     if as_json:
         return echo_json(rows)
     for r in rows:
-        click.echo(f"{r['code']}\t{r['year']}\t{r['name']}")
+        click.echo(f"{r['code']}\t{r['year']}\t{r['committee'] or '（全部党委）'}\t{r['name']}")  # issue 12: whose
 
 
 @campaign.command("show")
