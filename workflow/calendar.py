@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import chinese_calendar
@@ -40,7 +41,7 @@ class WorkingCalendar:
         if day in self.holidays:
             return False
         if _library_knows(day.year):
-            return bool(chinese_calendar.is_workday(day))
+            return _library_workday(day)
         if day.year in self._listed_years or self.weekdays_only:
             return day.weekday() < 5
         raise CalendarUnknown(unknown_year_message(day.year))
@@ -77,6 +78,11 @@ def _probe_last_known() -> int:
 
 
 _LAST_KNOWN = _probe_last_known()
+
+
+@lru_cache(maxsize=4096)  # the State Council's schedule is fixed data: a date's answer never changes
+def _library_workday(day: dt.date) -> bool:
+    return bool(chinese_calendar.is_workday(day))
 
 
 def _library_knows(year: int) -> bool:

@@ -147,11 +147,17 @@ class LoadedCase:
 
     @property
     def stage(self) -> Stage:
-        return Stage(self.state["stage"])
+        value = self.state["stage"]
+        hit = _STAGE_BY_VALUE.get(value)
+        return hit if hit is not None else Stage(value)  # an unknown value raises as Stage(...) does
 
     @property
     def version(self) -> int:
         return self.row.version
+
+
+# a dict lookup instead of Enum.__call__ on the hot path (the stage is read several times a call)
+_STAGE_BY_VALUE: dict[str, Stage] = {s.value: s for s in Stage}
 
 
 def facts_of(session: Session, branch: Branch | BranchRecord, committee_code: str) -> BranchFacts:
