@@ -842,11 +842,12 @@ def serve(host: str, port: int, no_web: bool, sweep_seconds: int, dispatch_secon
 @cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="演示数据目录（默认 branchflow-data/demo）")
 @click.option("--year", type=int, default=None, help="活动年份（默认今年）")
-@click.option("--branches", "n_branches", type=int, default=36, help="党支部数量")
+@click.option("--branches", "n_branches", type=int, default=36, help="西安海棠职业学院的党支部数量（另两所院校各 8 个）")
 @click.option("--seed", type=int, default=2026, help="随机种子")
 @click.option("--until", "until_s", default=None, help="模拟到该日为止（默认 9 月 15 日，全年）；如 2026-04-22 停在公示期")
 def demo(data_dir: str | None, year: int | None, n_branches: int, seed: int, until_s: str | None) -> None:
-    """演示：新建 SQLite 数据库，按海棠 2022 预设模拟一年（或到 --until 为止），最后输出汇总。"""
+    """演示：新建 SQLite 数据库，三所院校（海棠、河南某学院、中国矿业大学（北京））在同一上级党委下各按本校预设模拟一年（或到 --until 为止），
+    年末河南某学院由本年活动顺延开启下一年度，最后输出各校汇总和上级党委汇总。"""
     from workflow.demo import run_demo
 
     settings = _ctx().settings

@@ -1,6 +1,9 @@
-"""`branchflow demo`: a fresh SQLite database, the seed-003 preset on a year, a sample organisation, and a
-simulated year in which every branch moves through every stage — some fast, some late, one objection
-upheld, one failed inspection — ending with a readable summary.
+"""`branchflow demo`: a fresh SQLite database and three seed institutions side by side under one parent
+committee — 西安海棠职业学院 on the seed-003 preset, the Henan college on seed 001's, 中国矿业大学(北京) on
+seed 004's with its general branches — each its own committee, campaign and people; a simulated year in
+which every branch moves through every stage — some fast, some late, one objection upheld, one failed
+inspection — then the Henan college's next year opened from this one (``campaign create --from``), ending
+with a readable summary: each institution's grades and the parent's read-only roll-up.
 
 The simulation is a list of timed actions run in time order, each in its own transaction, exactly as
 people would do them through the CLI; ``on_day`` hooks (the scheduler's tick) run once a day.
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from states.base import Role
@@ -34,7 +37,10 @@ from workflow.people import add_person
 TZ = ZoneInfo("Asia/Shanghai")
 DEMO_MARKER = ".branchflow-demo"
 DEMO_PASSWORD = "haitang-demo-2026"  # a passphrase the password rules accept (issue 14)
-COMMITTEE = "示范学院党委"
+COMMITTEE = "HAITANG"  # 西安海棠职业学院党委: its code (the people's scope)
+PARENT = "JYGW"  # 示范省委教育工委: the parent committee over the three institutions (reads their roll-up)
+PARENT_NAME = "示范省委教育工委"
+PARENT_ORG = ("gongwei@demo.edu.cn", "省委教育工委组织处 何建平")
 GENERAL_BRANCHES = [
     ("GB-T", "教工党总支", "teacher", ["生物系", "化学系", "物理系", "数学系", "计算机系", "外语系", "马克思主义学院", "体育部"]),
     ("GB-U", "本科生党总支", "undergraduate", ["2023级", "2024级", "2025级", "2022级", "生物2301班", "化学2302班", "物理2201班", "计算机2401班"]),
@@ -49,6 +55,30 @@ PINYIN = {
 }
 
 
+@dataclass(frozen=True)
+class Institution:
+    """One seed institution of the demo: its committee, preset, general branches and people."""
+
+    key: str  # prefix of its branch codes ("" for 海棠, whose codes stay T001 …)
+    committee: str  # code (= name) of its committee
+    name: str
+    preset: str
+    domain: str
+    general_branches: list[tuple[str, str, str, list[str]]]
+    staff: list[tuple[str, str, list[Role], str]]
+
+    @property
+    def org(self) -> str:
+        return next(e for e, _, roles, _ in self.staff if Role.org_department in roles)
+
+    @property
+    def members(self) -> list[str]:
+        return [e for e, _, roles, _ in self.staff if Role.committee_member in roles]
+
+    def gb_secretary(self, gb_code: str) -> str:
+        return f"{gb_code.lower()}@{self.domain}"
+
+
 @dataclass
 class Plan:
     code: str
@@ -56,14 +86,19 @@ class Plan:
     quality: float  # 0..1, drives scores
     objection: bool = False
     fail_inspection: bool = False
+    inst: Institution | None = None
+    gb_code: str = ""
+    online: bool = False
 
 
-def sample_org(n: int, rng: random.Random) -> list[OrgRow]:
+def sample_org(n: int, rng: random.Random, inst: Institution | None = None) -> list[OrgRow]:
+    inst = inst or INSTITUTIONS[0]
+    gbs = inst.general_branches
     rows: list[OrgRow] = []
-    per = [max(1, n // len(GENERAL_BRANCHES))] * len(GENERAL_BRANCHES)
+    per = [max(1, n // len(gbs))] * len(gbs)
     per[0] += n - sum(per)
     k = 0
-    for (gb_code, gb_name, btype, units), count in zip(GENERAL_BRANCHES, per):
+    for (gb_code, gb_name, btype, units), count in zip(gbs, per):
         for i in range(count):
             unit = units[i % len(units)]
             suffix = "" if i < len(units) else "第" + "一二三四五六七八九十"[i // len(units)]
@@ -73,10 +108,10 @@ def sample_org(n: int, rng: random.Random) -> list[OrgRow]:
             surname = SURNAMES[(k * 7) % len(SURNAMES)]
             secretary = surname + GIVEN[(k * 11) % len(GIVEN)]
             k += 1
-            code = f"{gb_code[3]}{k:03d}"
-            email = f"{PINYIN.get(surname, 'sec')}{k:03d}@demo.edu.cn"
+            code = f"{inst.key}{gb_code[-1]}{k:03d}"
+            email = f"{PINYIN.get(surname, 'sec')}{inst.key.lower()}{k:03d}@{inst.domain}"
             rows.append(OrgRow(
-                row=k + 1, committee=COMMITTEE, committee_code=COMMITTEE, general_branch=gb_name,
+                row=k + 1, committee=inst.name, committee_code=inst.committee, general_branch=gb_name,
                 general_branch_code=gb_code, code=code, name=name, branch_type=btype_i, secretary_name=secretary,
                 secretary_email=email, member_count=rng.randint(8, 40),
                 last_reelection=dt.date(2024, rng.randint(1, 12), rng.randint(1, 28)),
@@ -94,6 +129,25 @@ STAFF = [
     ("weiyuan5@demo.edu.cn", "党委委员 冯志远", [Role.committee_member], COMMITTEE),
     ("shenji@demo.edu.cn", "审计 陈思源", [Role.auditor], ""),
 ]
+
+HN, KD = "HENAN", "CUMTB"
+INSTITUTIONS = [
+    Institution(key="", committee=COMMITTEE, name="西安海棠职业学院党委", preset="haitang-2022", domain="demo.edu.cn",
+                general_branches=GENERAL_BRANCHES, staff=[x for x in STAFF if x[2] != [Role.auditor]]),
+    Institution(key="HN", committee=HN, name="河南某学院党委", preset="henan-2012", domain="henan.demo.edu.cn",
+                general_branches=[("HN-GB-T", "教工党总支", "teacher", ["文学院", "理学院", "经济管理学院", "机关"]),
+                                  ("HN-GB-U", "学生党总支", "undergraduate", ["文学院", "理学院", "经济管理学院", "外国语学院"])],
+                staff=[("zuzhibu@henan.demo.edu.cn", "组宣部 马红军", [Role.org_department], HN)]
+                + [(f"weiyuan{i}@henan.demo.edu.cn", f"党委委员 {n}", [Role.committee_member], HN)
+                   for i, n in enumerate(["郭建华", "朱晓燕", "胡志明"], 1)]),
+    Institution(key="KD", committee=KD, name="中国矿业大学（北京）党委", preset="cumtb-2012", domain="cumtb.demo.edu.cn",
+                general_branches=[("KD-GB-T", "教工党总支", "teacher", ["资源学院", "机电学院", "化环学院", "管理学院"]),
+                                  ("KD-GB-G", "研究生党总支", "graduate", ["资源学院", "机电学院", "化环学院", "管理学院"])],
+                staff=[("zuzhibu@cumtb.demo.edu.cn", "组织部 林国栋", [Role.org_department], KD)]
+                + [(f"weiyuan{i}@cumtb.demo.edu.cn", f"党委委员 {n}", [Role.committee_member], KD)
+                   for i, n in enumerate(["罗振华", "郑海涛", "梁文静"], 1)]),
+]
+OTHER_BRANCHES = 8  # branches of each of the two other institutions (the --branches option sizes 海棠)
 
 
 def _at(day: dt.date, hour: int = 10, minute: int = 0) -> dt.datetime:
@@ -136,8 +190,6 @@ class Simulation:
 
 
 def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
-    org = "zuzhibu@demo.edu.cn"
-    members = ["shuji@demo.edu.cn", "fushuji@demo.edu.cn", "weiyuan3@demo.edu.cn", "weiyuan4@demo.edu.cn"]
     rng = sim.rng
 
     def actor(s: Session, email: str) -> service.Actor:
@@ -152,8 +204,9 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
     for p in plans:
         lag = {"fast": -5, "normal": 0, "late": 6}[p.speed]
         code = p.code
-        gb = {"T": "GB-T", "U": "GB-U", "G": "GB-G", "A": "GB-A"}[code[0]]
-        gbsec = f"{gb.lower()}@demo.edu.cn"
+        inst = p.inst or INSTITUTIONS[0]
+        org, members = inst.org, inst.members
+        gbsec = inst.gb_secretary(p.gb_code or {"T": "GB-T", "U": "GB-U", "G": "GB-G", "A": "GB-A"}[code[0]])
 
         def survey(s: Session, now: dt.datetime, code: str = code, gbsec: str = gbsec) -> None:
             findings = {k: {"ok": True, "note": ""} for k in FOCUS_POINTS}
@@ -170,12 +223,16 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
                                           "attendance": min(att, case.facts.member_count)}, now=now)
             service.advance(s, code, who, now=now)
 
-        def evaluate(s: Session, now: dt.datetime, code: str = code, gbsec: str = gbsec, q: float = p.quality) -> None:
+        def evaluate(s: Session, now: dt.datetime, code: str = code, gbsec: str = gbsec, q: float = p.quality,
+                     vote_online: bool = p.online) -> None:
             n = rng.randint(8, 20)
             ballots = [{"rating": round(max(0, min(100, rng.gauss(q * 100, 6))), 1),
                         "satisfied_with_members": rng.random() < q + 0.1,
                         "satisfied_with_secretary": rng.random() < q + 0.15} for _ in range(n)]
-            if code == plans[0].code:  # one branch votes online: one-time codes, anonymous ballots, a commitment
+            weights = repository.load_case(s, code).campaign.grading.weights
+            extra = {k: round(max(0.0, min(100.0, rng.gauss(q * 100, 5))), 1)
+                     for k in ("peer", "superior") if getattr(weights, k)}  # seed 004: 分类互评, 上级考评
+            if vote_online:  # one branch votes online: one-time codes, anonymous ballots, a commitment
                 from workflow import ballots as online
 
                 b = online.open_ballot(s, code, actor(s, gbsec), closes_at=now + dt.timedelta(days=1), now=now)
@@ -185,10 +242,10 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
                     online.cast_vote(s, issued.code, {**answers, "rating": near}, now=now)
                 online.close_ballot(s, b.id, actor(s, gbsec), now=now)
             else:
-                service.record(s, code, actor(s, gbsec), {"ballots": ballots}, now=now)
+                service.record(s, code, actor(s, gbsec), {"ballots": ballots, **extra}, now=now)
             service.advance(s, code, actor(s, gbsec), now=now)
 
-        def grade(s: Session, now: dt.datetime, code: str = code) -> None:
+        def grade(s: Session, now: dt.datetime, code: str = code, org: str = org, members: list[str] = members) -> None:
             service.compute_grade(s, code, actor(s, members[0]), now=now)
             for m in members[:3]:
                 service.sign(s, code, actor(s, m), now=now)
@@ -208,7 +265,8 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
                 service.lodge_objection(s, code, actor(s, "gb-g@demo.edu.cn"),
                                         "该支部上年度受到群众投诉，自评第 18 项得满分与事实不符。", now=now)
 
-            def uphold(s: Session, now: dt.datetime, code: str = code) -> None:
+            def uphold(s: Session, now: dt.datetime, code: str = code, org: str = org,
+                       members: list[str] = members) -> None:
                 case = repository.load_case(s, code)
                 oid = case.state["objections"][-1]["id"]
                 service.resolve_objection(s, code, actor(s, org), oid, upheld=True,
@@ -225,7 +283,7 @@ def plan_year(sim: Simulation, plans: list[Plan], year: int) -> None:
             sim.at(_at(grade_day + dt.timedelta(days=4), 11), f"{code} 异议成立", uphold)
             pub_done = grade_day + dt.timedelta(days=16)
 
-        def close_publicity(s: Session, now: dt.datetime, code: str = code) -> None:
+        def close_publicity(s: Session, now: dt.datetime, code: str = code, org: str = org) -> None:
             service.advance(s, code, actor(s, org), now=now)
 
         sim.at(_at(pub_done, 10), f"{code} 公示结束", close_publicity)
@@ -300,14 +358,24 @@ def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engin
     upgrade(engine)
     rng = random.Random(seed)
     start = _at(dt.date(year, 3, 1), 8)
-    rows = sample_org(n_branches, rng)
+    orgs = [(inst, sample_org(n_branches if i == 0 else OTHER_BRANCHES, rng, inst))
+            for i, inst in enumerate(INSTITUTIONS)]
     with session_factory(engine)() as s, s.begin():
-        import_rows(s, rows)
+        from workflow.tenancy import add_committee
+
+        add_committee(s, PARENT, PARENT_NAME)
+        for inst, rows in orgs:
+            add_committee(s, inst.committee, inst.name, parent=PARENT)
+            import_rows(s, rows)
+            for email, name, roles, scope in inst.staff:
+                add_person(s, email, name, roles, scope)
+            for gb_code, gb_name, _, _ in inst.general_branches:
+                add_person(s, inst.gb_secretary(gb_code), f"{gb_name}书记", [Role.general_branch_secretary], gb_code)
+            create_campaign(s, preset=inst.preset, year=year, now=start, committee=inst.committee)
+        add_person(s, PARENT_ORG[0], PARENT_ORG[1], [Role.org_department], PARENT)  # reads the roll-up below it
         for email, name, roles, scope in STAFF:
-            add_person(s, email, name, roles, scope)
-        for gb_code, gb_name, _, _ in GENERAL_BRANCHES:
-            add_person(s, f"{gb_code.lower()}@demo.edu.cn", f"{gb_name}书记", [Role.general_branch_secretary], gb_code)
-        create_campaign(s, preset="haitang-2022", year=year, now=start)
+            if Role.auditor in roles:
+                add_person(s, email, name, roles, scope)
         # Everyone in the demo logs in to the web pages with the password DEMO_PASSWORD.
         from argon2 import PasswordHasher
 
@@ -317,36 +385,108 @@ def setup(target: Path, *, year: int, n_branches: int, seed: int) -> tuple[Engin
         for person in s.scalars(select(Person)):
             person.password_hash = demo_hash
     plans = []
-    for i, r in enumerate(rows):
-        speed = ["fast", "normal", "normal", "late"][i % 4]
-        quality = [0.93, 0.8, 0.7, 0.55, 0.88, 0.75][i % 6]
-        plans.append(Plan(code=r.code, speed=speed, quality=quality))
+    for n, (inst, rows) in enumerate(orgs):
+        for i, r in enumerate(rows):
+            speed = ["fast", "normal", "normal", "late"][(i + n) % 4]
+            quality = [0.93, 0.8, 0.7, 0.55, 0.88, 0.75][(i + 2 * n) % 6]
+            plans.append(Plan(code=r.code, speed=speed, quality=quality, inst=inst, gb_code=r.general_branch_code or "",
+                              online=n == 0 and i == 0))
     plans[1].objection = True
     plans[3].fail_inspection = True
     return engine, rng, plans
 
 
+def _campaign_code(session: Session, inst: Institution, year: int) -> str:
+    from workflow.models import CampaignRow, Committee
+
+    code = session.scalar(select(CampaignRow.code).join(Committee, Committee.id == CampaignRow.committee_id)
+                          .where(Committee.code == inst.committee, CampaignRow.year == year))
+    assert code is not None
+    return code
+
+
+def _institution(s: Session, inst: Institution, year: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    st = views.campaign_stats(s, campaign=_campaign_code(s, inst, year))
+    stages = {x["label"]: x["count"] for x in st["stages"] if x["count"]}
+    first = {x["label"]: x["count"] for x in st["grades"]}
+    echo(f"【{inst.name} · {inst.preset} 预设 · 活动 {st['campaign']}】党支部 {st['branches']} 个")
+    echo("分类定级结果：" + "，".join(f"{k} {v} 个" for k, v in first.items()))
+    echo("当前环节：" + "，".join(f"{k} {v} 个" for k, v in stages.items()))
+    rate = f"{st['conversion_rate']:.0%}" if st["conversion_rate"] is not None else f"（无{st['lowest_grade']}支部）"
+    echo(f"晋位升级：{st['moved_up']} 个支部再次定级高于首次定级；{st['lowest_grade']}支部转化率 {rate}（目标 50%）")
+    return {"campaign": st["campaign"], "stages": stages, "first": first}
+
+
+def _rollup(s: Session, now: dt.datetime, year: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    from workflow.rollup import rollup
+
+    r = rollup(s, service.actor_for(s, PARENT_ORG[0]), now=now, committee=PARENT, year=year)
+    echo(f"===== {r['committee_name']} · 下级党委汇总（只读，{PARENT_ORG[1]} 所见）=====")
+    for row in [*r["rows"], r["total"]]:
+        if row["kind"] == "本级" and not row["branches"]:
+            continue
+        grades = "，".join(f"{g['label']} {g['count']}" for g in row["grades"]) or "尚未定级"
+        echo(f"  {row['name']}：党支部 {row['branches']} 个，已验收 {row['accepted']} 个，逾期 {row['overdue']} 个；"
+             f"定级 {grades}")
+    return {"rows": {row["committee"]: row["branches"] for row in r["rows"]}, "total": r["total"]["branches"]}
+
+
+def next_year(engine: Engine, inst: Institution, year: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Open the institution's next year from this one (`campaign create --from`), as its 组织部 would."""
+    from workflow import yearover
+    from workflow.errors import CalendarUnknown
+    from workflow.models import CaseRow
+
+    now = _at(dt.date(year, 12, 15), 9)
+    with session_factory(engine)() as s, s.begin():
+        source = _campaign_code(s, inst, year)
+        try:
+            row, review = yearover.create_from(s, source=source, year=year + 1, now=now, actor=inst.org)
+            calendar = "工作日历已知"
+        except CalendarUnknown:  # the State Council's schedule for that year is not in chinesecalendar yet
+            row, review = yearover.create_from(s, source=source, year=year + 1, now=now, actor=inst.org,
+                                               weekdays_only=True)
+            calendar = "该年节假日尚未公布：明确选择仅按周一至周五计算工作日（已记录）"
+        scale = campaign_of_row(row).grading.scale
+        previous = dict(s.execute(select(CaseRow.previous_grade, func.count()).where(CaseRow.campaign_id == row.id)
+                                  .group_by(CaseRow.previous_grade)).tuples().all())
+        code = row.code
+    carried = "，".join(f"{b.grade} {previous.get(b.code, 0)} 个" for b in scale.bands)
+    line = (f"下一年度：{inst.name} 由 {source} 顺延开启 {code}（campaign create --from {source} --year {year + 1}；"
+            f"{calendar}），立案 {review.opened} 个党支部，带入上年等级：{carried}")
+    echo(line)
+    return {"code": code, "opened": review.opened, "previous": previous}
+
+
+def campaign_of_row(row: Any) -> Any:
+    from workflow.repository import campaign_of
+
+    return campaign_of(row)
+
+
 def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[[str], None],
-            whole_year: bool = True) -> dict[str, Any]:
+            whole_year: bool = True, after_rollup: list[str] | None = None) -> dict[str, Any]:
+    year = now.year
+    main = INSTITUTIONS[0]
     with session_factory(engine)() as s:
-        rows = views.list_cases(s, now=now)
-        st = views.campaign_stats(s)
-        stages = {x["label"]: x["count"] for x in st["stages"] if x["count"]}
-        first = {x["label"]: x["count"] for x in st["grades"]}
         echo("")
         span = "模拟全年汇总" if whole_year else f"模拟至 {now:%m月%d日} 的汇总"
-        echo(f"===== {st['name']} · {span} =====")
-        echo(f"党支部 {st['branches']} 个")
-        echo("分类定级结果：" + "，".join(f"{k} {v} 个" for k, v in first.items()))
-        echo("当前环节：" + "，".join(f"{k} {v} 个" for k, v in stages.items()))
-        rate = f"{st['conversion_rate']:.0%}" if st["conversion_rate"] is not None else f"（无{st['lowest_grade']}支部）"
-        echo(f"晋位升级：{st['moved_up']} 个支部再次定级高于首次定级；{st['lowest_grade']}支部转化率 {rate}（目标 50%）")
+        echo(f"===== 三所院校并行 · {year} 年基层组织建设年 · {span} =====")
+        each = {}
+        for inst in INSTITUTIONS:
+            each[inst.committee] = _institution(s, inst, year, echo)
+            echo("")
+        roll = _rollup(s, now, year, echo)
+        for line in after_rollup or []:
+            echo(line)
+        main_code = each[main.committee]["campaign"]
+        rows = views.list_cases(s, now=now, campaign=main_code)
         echo("")
-        echo("各支部情况：")
+        echo(f"{main.name} 各支部情况：")
         for r in rows:
             echo(f"  {r['code']} {r['name']:<16} {r['stage_label']:<8} 定级 {r['grade_label'] or '-'}")
         obj = next(p for p in plans if p.objection)
-        h = views.history(s, obj.code)
+        h = views.history(s, obj.code, campaign=main_code)
         echo("")
         what = "异议成立的支部" if whole_year else "年内将有异议成立的支部"
         echo(f"{what} {obj.code}（{h['branch']['name']}）的完整记录（重放）：")
@@ -358,14 +498,19 @@ def summary(engine: Engine, plans: list[Plan], now: dt.datetime, echo: Callable[
         report = audit.verify(s)
         echo("")
         echo(f"审计校验：{report.cases} 个支部、{report.events} 条事件，" + ("哈希链完整，当前状态与重放一致 ✓" if report.ok else f"发现 {len(report.problems)} 处问题 ✗"))
-        return {"stages": dict(stages), "first": dict(first), "audit_ok": report.ok, "events": report.events}
+        first = each[main.committee]
+        return {"stages": dict(first["stages"]), "first": dict(first["first"]), "audit_ok": report.ok,
+                "events": report.events, "institutions": each, "rollup": roll}
 
 
 def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026, until: dt.date | None = None,
              echo: Callable[[str], None] = print, on_day_factory: Callable[[Engine], Callable[[dt.datetime], None]] | None = None) -> dict[str, Any]:
     engine, rng, plans = setup(target, year=year, n_branches=n_branches, seed=seed)
     echo(f"演示数据库：{target / 'branchflow.db'}")
-    echo(f"已导入 {len(plans)} 个党支部（4 个党总支），人员 {len(STAFF) + 4} 名；活动：海棠 2022 预设放在 {year} 年")
+    for inst in INSTITUTIONS:
+        n = sum(1 for p in plans if p.inst is inst)
+        echo(f"{inst.name}（上级：{PARENT_NAME}）：已导入 {n} 个党支部（{len(inst.general_branches)} 个党总支），"
+             f"人员 {len(inst.staff) + len(inst.general_branches)} 名；活动：{inst.preset} 预设放在 {year} 年")
     sim = Simulation(engine, year, rng)
     plan_year(sim, plans, year)
     if on_day_factory is None:  # the scheduler's daily tick: reminders and escalations into a .eml sink
@@ -381,7 +526,12 @@ def run_demo(target: Path, *, year: int, n_branches: int = 36, seed: int = 2026,
         echo(f"模拟中被系统拒绝的操作 {len(sim.refusals)} 次（如逾期未满足条件），例如：")
         for r in sim.refusals[:5]:
             echo(f"  {r}")
-    out = summary(engine, plans, end, echo, whole_year=until is None)
+    later: list[str] = []
+    if until is None:  # the year is over: the Henan college opens next year's campaign from this one
+        nxt = next_year(engine, INSTITUTIONS[1], year, later.append)
+    out = summary(engine, plans, end, echo, whole_year=until is None, after_rollup=later)
+    if until is None:
+        out["next_year"] = nxt
     if on_day_factory is None:
         from notifications.demo import mail_summary
 

@@ -63,9 +63,10 @@ def test_keygen_checkpoint_verify_prove_and_the_standalone_verifier(demo: CLI) -
     r = cli("audit", "verify", "--checkpoint", "cp1.txt", "--checkpoint", "cp2.txt")
     assert r.stdout.count("一致（今天的日志是它的追加延续）") == 2 and "校验通过" in r.stdout
 
-    cli("export-events", "--branch", branch, "-o", "b.jsonl")
+    # the demo runs three committees' campaigns side by side: name the branch's own (海棠's)
+    cli("export-events", "--branch", branch, "--campaign", "haitang-2026", "-o", "b.jsonl")
     last = json.loads((tmp / "b.jsonl").read_text("utf-8").splitlines()[-1])
-    cli("audit", "prove", branch, str(last["seq"]), "-o", "proof.json")
+    cli("audit", "prove", branch, str(last["seq"]), "--campaign", "haitang-2026", "-o", "proof.json")
     cli("audit", "consistency", "--from", "cp1.txt", "-o", "cons.json")
     args = ["--key", key, "--checkpoint", "cp2.txt", "--old-checkpoint", "cp1.txt", "--consistency", "cons.json",
             "--proof", "proof.json", "--events", "b.jsonl"]

@@ -167,9 +167,13 @@ def test_the_demo_ends_with_an_error_when_its_mail_could_not_be_rendered(tmp_pat
     with session_factory(engine)() as s:  # held for the fix, none dead-lettered for good
         got = dict(s.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)).all())
     engine.dispose()
-    assert got == {HELD: 1, SENT: 1}  # the monthly digest is held, not dead; what went out is the alert:
+    # the monthly digest of each of the demo's three institutions is held, not dead; what went out is the
+    # alert (one per held notice and organisation department, merged into one mail per department)
+    assert got == {HELD: 3, SENT: 12}
     from email import policy
     from email.parser import BytesParser
 
     sent = [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in (tmp_path / "demo" / "mail").glob("*.eml")]
-    assert [str(m["Subject"]) for m in sent] == ["【系统告警】1 封通知邮件未能发送（已暂扣，将自动重试）"]
+    assert [str(m["Subject"]) for m in sent] == ["【系统告警】3 封通知邮件未能发送（已暂扣，将自动重试）"] * 4
+    assert sorted(str(m["To"]).split("<")[1].rstrip(">") for m in sent) == [
+        "gongwei@demo.edu.cn", "zuzhibu@cumtb.demo.edu.cn", "zuzhibu@demo.edu.cn", "zuzhibu@henan.demo.edu.cn"]
