@@ -41,12 +41,15 @@ def pdf(text: str = "evidence") -> bytes:
 
 
 def docx(macro: bool = False) -> bytes:
+    """A minimal .docx; the same bytes every time (fixed member times), so test ids are stable across
+    pytest-xdist workers."""
     buf = io.BytesIO()
+    names = ["[Content_Types].xml", "word/document.xml"] + (["word/vbaProject.bin"] if macro else [])
+    data = {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>",
+            "word/vbaProject.bin": b"\x00" * 16}
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("word/document.xml", "<w:document/>")
-        if macro:
-            z.writestr("word/vbaProject.bin", b"\x00" * 16)
+        for name in names:
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data[name])
     return buf.getvalue()
 
 
