@@ -27,6 +27,8 @@ from tests.support.world import at
 
 pytestmark = pytest.mark.slow
 
+# Read at import: tests/conftest.py clears every BRANCHFLOW_* variable before each test.
+SHOTS = os.environ.get("BRANCHFLOW_SCREENSHOTS")
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
@@ -74,7 +76,7 @@ class Year:
 
 @pytest.fixture(params=list(SIZES))
 def year(request: pytest.FixtureRequest, live: tuple[Site, Server], chromium: Any, tmp_path: Path) -> Iterator[Year]:
-    folder = Path(os.environ["BRANCHFLOW_SCREENSHOTS"]) if os.environ.get("BRANCHFLOW_SCREENSHOTS") else tmp_path / "screenshots"
+    folder = Path(SHOTS) if SHOTS else tmp_path / "screenshots"
     y = Year(chromium, live[1], request.param, folder)
     yield y
     y.close()
@@ -260,7 +262,7 @@ def test_a_form_sent_after_the_session_ended_is_kept_through_the_log_in(live: tu
     w = site.world
     w.drive("B1", Stage.self_assessment)
     site.clock.now = at(4, 2, 9)
-    year = Year(chromium, server, "phone", Path(os.environ.get("BRANCHFLOW_SCREENSHOTS") or tmp_path / "screenshots"))
+    year = Year(chromium, server, "phone", Path(SHOTS) if SHOTS else tmp_path / "screenshots")
     try:
         sec = year("sec1", "/branches/B1")
         rubric = w.case("B1").campaign.grading.rubric_for("teacher")
