@@ -39,6 +39,7 @@ class Year:
         self.chromium, self.server, self.size, self.folder = chromium, server, size, folder
         self.pages: dict[str, Any] = {}
         self.n = 0
+        self.label = size  # the screenshots' prefix
 
     def __call__(self, who: str, path: str) -> Any:
         page = self.pages.get(who)
@@ -67,7 +68,7 @@ class Year:
         self.fits(page)
         self.n += 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(self.folder / f"{self.size}-{self.n:02d}-{what}.png"), full_page=True)
+        page.screenshot(path=str(self.folder / f"{self.label}-{self.n:02d}-{what}.png"), full_page=True)
 
     def close(self) -> None:
         for p in self.pages.values():
@@ -236,6 +237,12 @@ def test_every_role_does_its_year_on_the_pages(live: tuple[Site, Server], year: 
     year.shot(aud, "record")
     aud.emulate_media(media="print")
     assert not aud.locator("header.top").is_visible()  # the print stylesheet hides the navigation
+    assert not aud.locator("main button").first.is_visible() if aud.locator("main button").count() else True
+    year.folder.mkdir(parents=True, exist_ok=True)
+    pdf = year.folder / f"{year.label}-record-A4.pdf"
+    aud.pdf(path=str(pdf), format="A4")  # the record on paper: one stage per page (seven stages)
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+    assert pages >= 7, pages
     aud.emulate_media(media="screen")
     aud = year("auditor", "/audit")
     aud.get_by_label("党支部编码").fill("B1")
@@ -263,6 +270,7 @@ def test_a_form_sent_after_the_session_ended_is_kept_through_the_log_in(live: tu
     w.drive("B1", Stage.self_assessment)
     site.clock.now = at(4, 2, 9)
     year = Year(chromium, server, "phone", Path(SHOTS) if SHOTS else tmp_path / "screenshots")
+    year.label = "phone-session"
     try:
         sec = year("sec1", "/branches/B1")
         rubric = w.case("B1").campaign.grading.rubric_for("teacher")
