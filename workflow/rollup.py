@@ -102,20 +102,27 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         group: Any = member.id
         into = _credit(session, children, own, each)
         late = func.sum(case((and_(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value), 1), else_=0))
-        q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
-                    CaseRow.grade, CaseRow.previous_grade, func.count().label("n"), late.label("late"))
-             .select_from(CaseRow)
-             .join(Branch, Branch.id == CaseRow.branch_id)
-             .join(member, member.id == Branch.committee_id)
-             .where(CaseRow.campaign_id.in_(list(by_id))))
         if any(c.committee_id is None for c in camps):
-            # a pre-tenancy campaign covers every committee: keep its cases of the subtree only. Without one,
-            # the campaigns are the subtree's own, whose cases are its branches' — and the planner then
-            # drives from cases (campaign_id index) instead of probing every campaign for every branch
-            q = q.where(member.id.in_(in_tree))
-        q = (q
-             .group_by("k", CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
-        for k, camp_id, stage, grade, previous, n, n_late in session.execute(q):
+            # a pre-tenancy campaign covers every committee: group by the branch's committee and keep the
+            # cases of the subtree only
+            q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
+                        CaseRow.grade, CaseRow.previous_grade, func.count().label("n"), late.label("late"))
+                 .select_from(CaseRow)
+                 .join(Branch, Branch.id == CaseRow.branch_id)
+                 .join(member, member.id == Branch.committee_id)
+                 .where(CaseRow.campaign_id.in_(list(by_id)), member.id.in_(in_tree))
+                 .group_by("k", CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
+            groups: Any = session.execute(q)
+        else:
+            # every campaign is one committee's, and its cases are that committee's: cases alone, grouped by
+            # campaign (no join: at 1M branches the joins cost most of a national roll-up); the key is the
+            # campaign's committee
+            q = (select(CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade,
+                        func.count().label("n"), late.label("late"))
+                 .where(CaseRow.campaign_id.in_(list(by_id)))
+                 .group_by(CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
+            groups = ((by_id[r[0]].committee_id, *r) for r in session.execute(q))
+        for k, camp_id, stage, grade, previous, n, n_late in groups:
             scale = parsed[camp_id].grading.scale
             t = totals.setdefault(into.get(int(k), own), _empty())
             t["branches"] += n
