@@ -181,11 +181,15 @@ def _write(sql: Any, cur: Any, notices: list[Notice], *, now: dt.datetime) -> No
     events: list[tuple[Any, ...]] = []
     versions: list[dict[str, Any]] = []
     heads: dict[int, dict[str, Any]] = {}  # a case with two notices in one batch (issue 12: up the tree) chains them
+    isos: dict[dt.datetime, str] = {}  # the events' time is ``now`` for nearly every case
     for n in notices:
         if n.case_id is None or n.status != QUEUED:
             continue
         at = now if n.last_at is None or now >= n.last_at else n.last_at
-        at_iso, at_v = iso(at), ts(at)
+        at_iso = isos.get(at)
+        if at_iso is None:
+            at_iso = isos[at] = iso(at)
+        at_v = ts(at)
         head = heads.get(n.case_id)
         prev, seq = (head["_hash"], head["_new"]) if head is not None else (n.last_hash, n.version)
         for kind, payload in _event_payloads(n):
