@@ -52,7 +52,9 @@ def run_sweep(engine: Engine, settings: Settings, *, now: dt.datetime, campaign:
         s.commit()
         from notifications.ballots import tick as ballots_tick  # online ballots (issue 15): close those due,
         ballots_tick(s, now=now)  # blank the codes of ballot mail already sent
-        from notifications.receipts import scrub as receipts_scrub  # objection receipts (issue 16): blank sent codes
+        from notifications.receipts import (
+            scrub as receipts_scrub,  # objection receipts (issue 16): blank sent codes
+        )
         receipts_scrub(s)
         s.commit()
         return stats

@@ -67,6 +67,12 @@ class Ctx:
         with session_factory(self.engine)() as s, s.begin():
             yield s
 
+    def close(self) -> None:
+        """Give the pooled connections back when the command ends (also when it runs in-process)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
@@ -181,6 +187,7 @@ def cli(ctx: click.Context) -> None:
         bad = "、".join(f"BRANCHFLOW_{str(e['loc'][0]).upper()}" for e in exc.errors() if e.get("loc"))
         raise InvalidInput(f"环境变量设置无效：{bad}（可用的设置见 docs/deploy.md）") from None
     ctx.obj = Ctx(settings)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _ctx() -> Ctx:

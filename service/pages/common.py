@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from service import sessions as web_sessions
-from service.api import TZ
 from service.app import TEMPLATES, Runtime, runtime
+from service.application import TZ
 from service.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,

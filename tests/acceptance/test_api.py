@@ -175,6 +175,7 @@ def test_the_openapi_schema_lists_every_endpoint(site: Site) -> None:
         "/api/audit/checkpoint", "/api/audit/checkpoints", "/api/audit/proof/{branch}/{seq}",
         "/api/audit/consistency",
         "/api/bulk/{action}",  # issue 16: bulk actions
+        "/api/branches/{code}/attachments", "/api/attachments/{sha}",  # issue 16: files
     }
 
 
