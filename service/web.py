@@ -28,7 +28,7 @@ from service.pages import (  # issue 16, points 4 and 5: bulk, lists, notices, o
     reports,
     todo,
 )
-from service.pages.branch import ACTIONS, FIELD_WORDS, invalid_fields, perform, stage_data
+from service.pages.branch import ACTIONS, perform, stage_data
 from service.pages.common import (
     FIELD_LABELS,
     NOTICES,
@@ -49,9 +49,9 @@ from service.pages.login import client_address
 from service.pages.todo import OWED
 
 __all__ = [
-    "ACTIONS", "FIELD_LABELS", "FIELD_WORDS", "NOTICES", "OWED", "TODO_LIMIT", "_f", "_form", "_number",
+    "ACTIONS", "FIELD_LABELS", "NOTICES", "OWED", "TODO_LIMIT", "_f", "_form", "_number",
     "_optional_actor", "_page_actor", "_role_flags", "_safe_next", "client_address", "error_page",
-    "invalid_fields", "perform", "redirect_with_notice", "render", "router", "stage_data", "templates",
+    "perform", "redirect_with_notice", "render", "router", "stage_data", "templates",
 ]
 
 router = APIRouter(include_in_schema=False)

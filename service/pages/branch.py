@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -342,28 +341,6 @@ async def branch_act(code: str, request: Request) -> Response:
     if error is None:
         return await run_in_threadpool(redirect_with_notice, request, f"{back}#top", message or "")
     return await run_in_threadpool(_show_again, request, actor, code, action, form, error, now, back)
-
-
-FIELD_WORDS = {"到会": "attendance", "大会日期": "meeting_date", "有效票数": "ballots", "平均评分": "rating",
-               "党员发挥作用满意率": "sat_members", "书记在党员中满意率": "sat_secretary", "再次定级得分": "regrade_score",
-               "新截止日期": "new_deadline", "summary": "summary", "inspected_on": "inspected_on", "理由": "reason",
-               "evidence": "evidence", "异议": "text", "last_reelection": "last_reelection",
-               "last_activity": "last_activity"}
-
-
-def invalid_fields(message: str) -> set[str]:
-    """The form fields an error message is about, so the page can mark them (rubric items, named fields)."""
-    out: set[str] = set()
-    for m in re.finditer(r"第 ([0-9A-Za-z._、-]+) 项(?:得分)?", message):
-        if "整改" not in message[max(0, m.start() - 6):m.start()]:
-            out.update(f"s_{i}" for i in m.group(1).split("、"))
-    for word, name in FIELD_WORDS.items():
-        if word in message:
-            out.add(name)
-    for key, label in FOCUS_POINTS.items():
-        if label in message:
-            out.add(f"f_{key}")
-    return out
 
 
 def _show_again(request: Request, actor: Actor, code: str, action: str, form: FormData, error: BranchflowError,
