@@ -116,19 +116,20 @@ class Throttled(BranchflowError):
 
 # --- codes --------------------------------------------------------------------------------------------
 
-def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+def new_code(length: int = CODE_LENGTH) -> str:
+    """A random code of ``length`` symbols of :data:`ALPHABET` (also the objection receipts' codes)."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
-def grouped(code: str) -> str:
+def grouped(code: str, group: int = GROUP) -> str:
     """``ABCDE-FGHJK-LMNPQ-RSTUV``: how a code is shown and printed."""
-    return "-".join(code[i:i + GROUP] for i in range(0, len(code), GROUP))
+    return "-".join(code[i:i + group] for i in range(0, len(code), group))
 
 
-def normalize(text: str) -> str | None:
+def normalize(text: str, length: int = CODE_LENGTH) -> str | None:
     """The code typed or scanned, without spaces and dashes, upper-cased; None when it cannot be a code."""
     s = re.sub(r"[\s\-–—_]", "", text or "").upper()
-    if len(s) != CODE_LENGTH or any(c not in ALPHABET for c in s):
+    if len(s) != length or any(c not in ALPHABET for c in s):
         return None
     return s
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from states.base import Stage
-from workflow import service
+from workflow import ballots, service
 from workflow.ballots import client_network
 from workflow.errors import BranchflowError, NotFound
 from workflow.models import (
@@ -41,7 +39,6 @@ from workflow.models import (
 )
 from workflow.repository import LoadedCase, get_campaign_row
 
-ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0 O 1 I
 CODE_LENGTH = 12
 GROUP = 4
 MAX_FAILURES = 20  # unknown or malformed codes per client address …
@@ -61,19 +58,16 @@ class ReceiptThrottled(BranchflowError):
 
 
 def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    return ballots.new_code(CODE_LENGTH)  # the ballot codes' alphabet and generator, shorter
 
 
 def grouped(code: str) -> str:
     """``ABCD-EFGH-JKLM``: how a receipt code is shown."""
-    return "-".join(code[i:i + GROUP] for i in range(0, len(code), GROUP))
+    return ballots.grouped(code, GROUP)
 
 
 def normalize(text: str) -> str | None:
-    s = re.sub(r"[\s\-–—_]", "", text or "").upper()
-    if len(s) != CODE_LENGTH or any(c not in ALPHABET for c in s):
-        return None
-    return s
+    return ballots.normalize(text, CODE_LENGTH)
 
 
 def code_hash(code: str) -> str:
