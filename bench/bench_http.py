@@ -4,6 +4,8 @@ server (uvicorn, one worker, its own process) on 127.0.0.1 and a SQLite database
     python bench/bench_http.py [--branches 1000] [--clients 8] [--seconds 10]
 
 It prints the numbers measured in this run only (no thresholds: timing goals live here, not in tests).
+Besides the rates (wall clock, noisy on a shared machine) it prints the server process's CPU time per
+request (utime + stime from /proc/PID/stat over each phase), which the other users' load barely moves.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -137,17 +140,32 @@ def load(url: str, clients: int, seconds: float | None, jobs: list[tuple[str, st
     return lat, errors, time.perf_counter() - t0
 
 
+def server_cpu_s(pid: int) -> float:
+    """utime + stime of a process (and of its waited-for children), in seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def report(name: str, lat: list[float], errors: int, wall: float) -> dict[str, float]:
+def report(name: str, lat: list[float], errors: int, wall: float, cpu_s: float) -> dict[str, float]:
     rps = len(lat) / wall
     p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+    cpu_ms = cpu_s / len(lat) * 1000
     print(f"{name:<34} {len(lat):>6} 次  {rps:>8.1f} 次/秒  p50 {p50:>7.1f} ms  p99 {p99:>7.1f} ms  "
-          f"平均 {statistics.mean(lat) * 1000:>7.1f} ms  错误 {errors}")
-    return {"rps": rps, "p50": p50, "p99": p99}
+          f"平均 {statistics.mean(lat) * 1000:>7.1f} ms  服务端 CPU {cpu_ms:>5.2f} ms/次  错误 {errors}")
+    return {"rps": rps, "p50": p50, "p99": p99, "cpu_ms": cpu_ms}
+
+
+def measured(pid: int, run: Callable[[], tuple[list[float], int, float]]) -> tuple[list[float], int, float, float]:
+    """``run()``'s latencies, errors and wall time, plus the server's CPU seconds spent meanwhile."""
+    c0 = server_cpu_s(pid)
+    lat, errors, wall = run()
+    return lat, errors, wall, server_cpu_s(pid) - c0
 
 
 def main() -> None:
@@ -181,21 +199,24 @@ def main() -> None:
             load(url, 2, None, [("GET", f"/branches/{c}", {}) for c in codes[:20]], None, {},
                  {"bf_session": cookie})  # warm-up: templates compiled, caches filled
             print(f"服务：uvicorn 单进程，{url}；客户端并发 {args.clients}；每项 {args.seconds:g} 秒")
-            page = report("GET /branches/{code}（网页）", *load(
+            pid = server.pid
+            page = report("GET /branches/{code}（网页）", *measured(pid, lambda: load(
                 url, args.clients, args.seconds, None, lambda i: ("GET", f"/branches/{codes[i % len(codes)]}", {}),
-                {}, {"bf_session": cookie}))
-            api = report("GET /api/branches/{code}（JSON）", *load(
+                {}, {"bf_session": cookie})))
+            api = report("GET /api/branches/{code}（JSON）", *measured(pid, lambda: load(
                 url, args.clients, args.seconds, None, lambda i: ("GET", f"/api/branches/{codes[i % len(codes)]}", {}),
-                {"Authorization": f"Bearer {token}"}, {}))
+                {"Authorization": f"Bearer {token}"}, {})))
             jobs = [("POST", f"/api/branches/{c}/advance", {}) for c in codes]
-            adv = report("POST /api/branches/{code}/advance", *load(
-                url, args.clients, None, jobs, None, {"Authorization": f"Bearer {token}"}, {}))
+            adv = report("POST /api/branches/{code}/advance", *measured(pid, lambda: load(
+                url, args.clients, None, jobs, None, {"Authorization": f"Bearer {token}"}, {})))
             print(f"比值：网页/JSON 吞吐 {page['rps'] / api['rps']:.2f}；推进/网页 吞吐 {adv['rps'] / page['rps']:.2f}；"
                   f"网页 p99/p50 {page['p99'] / page['p50']:.1f}；推进 p99/p50 {adv['p99'] / adv['p50']:.1f}")
             # the baseline in the same run is the JSON read; ratio = its rate ÷ the page's rate
             print(json.dumps({"bench": "http", "n": args.clients, "ratio": round(api["rps"] / page["rps"], 2),
                               "page_rps": round(page["rps"], 1), "api_rps": round(api["rps"], 1),
-                              "advance_rps": round(adv["rps"], 1), "page_p99_ms": round(page["p99"], 1)}))
+                              "advance_rps": round(adv["rps"], 1), "page_p99_ms": round(page["p99"], 1),
+                              "page_cpu_ms": round(page["cpu_ms"], 2), "api_cpu_ms": round(api["cpu_ms"], 2),
+                              "advance_cpu_ms": round(adv["cpu_ms"], 2), "load": os.getloadavg()[0]}))
         finally:
             server.terminate()
             server.wait(timeout=10)
