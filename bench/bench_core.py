@@ -1,13 +1,21 @@
-"""Move N branches through all seven stages on SQLite, then verify the audit log.
+"""Move N branches through all seven stages on SQLite or PostgreSQL, then verify the audit log.
 
-    python bench/bench_core.py            # N = 10,000
+    python bench/bench_core.py            # N = 10,000, a SQLite file in a temporary folder
     python bench/bench_core.py --n 100000
+    python bench/bench_core.py --pg       # a throwaway PostgreSQL cluster (tests/support/pg.py)
+    python bench/bench_core.py --url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 Prints branches/s and events/s through the real services (load → check → append chained events → save
 with a version check), the same rows written by a raw-SQL baseline in the same transactions in the same
 run (the ratio is the price of the domain layer), `audit verify` events/s, and resident memory after
 each tenth of the branches (flat in N: each move runs on a transient carrier, never one Machine holding
 every branch).
+
+The baseline is the driver itself: sqlite3 on SQLite, psycopg on PostgreSQL, executing per event the same
+SELECT of the case, INSERT of the event and UPDATE … WHERE version = old, BATCH branches a transaction.
+On PostgreSQL (``--url`` gets a fresh database ``bench_core`` on that server, dropped at the end) the
+server's CPU is measured too when its backends are local processes (/proc/PID/stat of each backend of the
+bench's databases): ``ratio`` stays the client's CPU ratio, ``total_ratio`` adds the server's CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -25,7 +35,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from states.base import Role
 from states.survey import FOCUS_POINTS
@@ -62,8 +73,8 @@ def org(n: int) -> list[OrgRow]:
     ]
 
 
-def setup(db: Path, n: int):  # type: ignore[no-untyped-def]
-    engine = make_engine(f"sqlite:///{db}")
+def setup(url: str, n: int):  # type: ignore[no-untyped-def]
+    engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
     with sessions() as s, s.begin():
@@ -102,9 +113,45 @@ def steps(code: str, sec: str, gb: str):  # type: ignore[no-untyped-def]
     ]
 
 
-def run_services(sessions, n: int) -> tuple[float, float, int, list[tuple[int, float]]]:  # type: ignore[no-untyped-def]
+def proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of a local process in seconds, or None when /proc does not show it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu(engine: Engine) -> dict[int, float] | None:
+    """CPU seconds so far of every PostgreSQL backend connected to the engine's database (None: not local)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    import psycopg
+
+    url = engine.url.render_as_string(hide_password=False)
+    with psycopg.connect(libpq(url), autocommit=True) as conn:  # its own connection, not one of the pool's
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    out = {}
+    for pid in pids:
+        c = proc_cpu_s(pid)
+        if c is None:
+            return None
+        out[pid] = c
+    return out
+
+
+def cpu_since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    if before is None or after is None:
+        return None
+    return sum(c - before.get(pid, 0.0) for pid, c in after.items())
+
+
+def run_services(sessions, n: int, engine: Engine):  # type: ignore[no-untyped-def]
     actors: dict[str, service.Actor] = {}
     memory = []
+    server0 = backends_cpu(engine)
     start, cpu0 = time.perf_counter(), time.process_time()
     for lo in range(0, n, BATCH):
         with sessions() as s, s.begin():
@@ -119,9 +166,10 @@ def run_services(sessions, n: int) -> tuple[float, float, int, list[tuple[int, f
         if (lo // BATCH) % max(1, n // BATCH // 10) == 0:
             memory.append((lo + BATCH, rss_mb()))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    server = cpu_since(server0, backends_cpu(engine))
     with sessions() as s:
         events = s.scalar(text("SELECT count(*) FROM events"))
-    return elapsed, cpu, int(events), memory
+    return elapsed, cpu, int(events), memory, server
 
 
 def run_baseline(db: Path, source: Path) -> tuple[float, float]:
@@ -158,44 +206,173 @@ def run_baseline(db: Path, source: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def libpq(url: str) -> str:
+    """The psycopg conninfo of a SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_baseline_pg(url: str, source_url: str) -> tuple[float, float, float | None]:
+    """The same as run_baseline on PostgreSQL with psycopg: per event the same SELECT, INSERT and UPDATE
+    … WHERE version = old, BATCH branches a transaction. Also the backend's CPU over the timed parts."""
+    import psycopg
+
+    src = psycopg.connect(libpq(source_url), autocommit=True)
+    conn = psycopg.connect(libpq(url))
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM events WHERE seq > 1")
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]  # type: ignore[index]
+    conn.commit()
+    ids = [r[0] for r in src.execute("SELECT id FROM cases ORDER BY id")]
+    wall = cpu = server = 0.0
+    local = proc_cpu_s(backend) is not None
+    cur = conn.cursor()
+    for lo in range(0, len(ids), BATCH):
+        part = ids[lo: lo + BATCH]
+        rows = src.execute("SELECT case_id, seq, kind, at, actor, body, prev_hash, hash FROM events "
+                           "WHERE seq > 1 AND case_id = ANY(%s) ORDER BY case_id, seq", (part,)).fetchall()
+        finals = dict(src.execute("SELECT id, CAST(state AS TEXT) FROM cases WHERE id = ANY(%s)",  # type: ignore[arg-type]
+                                  (part,)).fetchall())
+        s0 = proc_cpu_s(backend) if local else None
+        t0, c0 = time.perf_counter(), time.process_time()
+        for r in rows:
+            cid = r[0]
+            # per event, as the services do: read the case, append the event, update the projection
+            cur.execute("SELECT version, CAST(state AS TEXT) FROM cases WHERE id = %s", (cid,))
+            cur.fetchone()
+            cur.execute("INSERT INTO events (case_id, seq, kind, at, actor, body, prev_hash, hash) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", r)
+            cur.execute("UPDATE cases SET version = %s, state = CAST(%s AS JSON), stage = %s "
+                        "WHERE id = %s AND version = %s",
+                        (r[1], finals[cid], json.loads(finals[cid])["stage"], cid, r[1] - 1))
+        conn.commit()
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        if s0 is not None:
+            server += (proc_cpu_s(backend) or 0.0) - s0
+    cur.close()
+    conn.close()
+    src.close()
+    return wall, cpu, server if local else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--url", help="a PostgreSQL server (postgresql+psycopg://…); the bench makes its own databases")
+    ap.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL cluster and run on it")
     args = ap.parse_args()
     n = args.n
+    cluster = None
+    url = args.url
+    if args.pg:
+        from tests.support.pg import start
+
+        c = start()
+        if isinstance(c, str):
+            sys.exit(f"no PostgreSQL: {c}")
+        cluster, url = c, c.url
+    try:
+        if url is None:
+            run_sqlite(n)
+        else:
+            run_pg(url, n)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def run_pg(admin_url: str, n: int) -> None:
+    from sqlalchemy import create_engine
+
+    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    svc_db, base_db = "bench_core", "bench_core_base"
+    with admin.connect() as conn:
+        version = conn.execute(text("SHOW server_version")).scalar_one()
+        for db in (svc_db, base_db):
+            conn.execute(text(f"DROP DATABASE IF EXISTS {db}"))
+        conn.execute(text(f"CREATE DATABASE {svc_db}"))
+    svc_url = make_url(admin_url).set(database=svc_db).render_as_string(hide_password=False)
+    base_url = make_url(admin_url).set(database=base_db).render_as_string(hide_password=False)
+    try:
+        t0 = time.perf_counter()
+        engine, sessions = setup(svc_url, n)
+        print(f"PostgreSQL {version}; setup: imported and opened {n:,} branches in {time.perf_counter() - t0:.1f} s")
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+        elapsed, cpu, events, memory, server = run_services(sessions, n, engine)
+        report_services(n, elapsed, cpu, events, memory, server)
+        verify_s, report = run_verify(sessions)
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {base_db} TEMPLATE {svc_db}"))
+        base_s, base_cpu, base_server = run_baseline_pg(base_url, svc_url)
+        print(f"raw-SQL baseline (psycopg), same rows and transactions: {base_s:.1f} s wall ({base_cpu:.1f} s CPU"
+              + (f", server {base_server:.1f} s CPU" if base_server is not None else "") + ") → "
+              f"{(events - n) / base_s:,.0f} events/s")
+        final(n, "postgresql", elapsed, cpu, events, server, verify_s, report, base_s, base_cpu, base_server)
+    finally:
+        with admin.connect() as conn:
+            for db in (svc_db, base_db):
+                conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
+
+
+def report_services(n: int, elapsed: float, cpu: float, events: int, memory: list[tuple[int, float]],
+                    server: float | None) -> None:
+    print(f"services: {n:,} branches × 7 stages in {elapsed:.1f} s wall ({cpu:.1f} s CPU"
+          + (f", server {server:.1f} s CPU" if server is not None else "") + ") → "
+          f"{n / elapsed:,.0f} branches/s, {(events - n) / elapsed:,.0f} events/s "
+          f"({n / cpu:,.0f} branches/s, {(events - n) / cpu:,.0f} events/s per CPU second; {events:,} events in all)")
+    print("resident memory (MB) after branches: " + ", ".join(f"{k:,}: {v:.0f}" for k, v in memory))
+
+
+def run_verify(sessions):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    with sessions() as s:
+        report = audit.verify(s)
+    verify_s = time.perf_counter() - t0
+    assert report.ok, report.problems[:3]
+    print(f"audit verify: {report.events:,} events in {verify_s:.1f} s → {report.events / verify_s:,.0f} events/s "
+          f"(chains and projections: OK)")
+    return verify_s, report
+
+
+def final(n: int, db: str, elapsed: float, cpu: float, events: int, server: float | None, verify_s: float,
+          report: audit.Report, base_s: float, base_cpu: float, base_server: float | None) -> None:
+    print(f"ratio services / baseline: {elapsed / base_s:.1f}× the wall time, {cpu / base_cpu:.1f}× the CPU time"
+          + (f", {(cpu + server) / (base_cpu + base_server):.1f}× client + server CPU"
+             if server is not None and base_server is not None else ""))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of the whole run: {peak:.0f} MB")
+    out = {"bench": "core", "n": n, "ratio": round(cpu / base_cpu, 2), "db": db,
+           "wall_ratio": round(elapsed / base_s, 2), "cpu_s": round(cpu, 2), "baseline_cpu_s": round(base_cpu, 2),
+           "us_per_call_cpu": round(cpu / (events - n) * 1e6, 1),
+           "verify_events_per_s": round(report.events / verify_s), "peak_rss_mb": round(peak)}
+    if server is not None and base_server is not None:
+        out |= {"server_cpu_s": round(server, 2), "baseline_server_cpu_s": round(base_server, 2),
+                "total_ratio": round((cpu + server) / (base_cpu + base_server), 2)}
+    out["load"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out))
+
+
+def run_sqlite(n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         db = Path(d) / "bench.db"
         t0 = time.perf_counter()
-        engine, sessions = setup(db, n)
-        setup_s = time.perf_counter() - t0
-        print(f"setup: imported and opened {n:,} branches in {setup_s:.1f} s")
-        elapsed, cpu, events, memory = run_services(sessions, n)
-        print(f"services: {n:,} branches × 7 stages in {elapsed:.1f} s wall ({cpu:.1f} s CPU) → "
-              f"{n / elapsed:,.0f} branches/s, {(events - n) / elapsed:,.0f} events/s "
-              f"({n / cpu:,.0f} branches/s, {(events - n) / cpu:,.0f} events/s per CPU second; {events:,} events in all)")
-        print("resident memory (MB) after branches: " + ", ".join(f"{k:,}: {v:.0f}" for k, v in memory))
-        t0 = time.perf_counter()
-        with sessions() as s:
-            report = audit.verify(s)
-        verify_s = time.perf_counter() - t0
-        assert report.ok, report.problems[:3]
-        print(f"audit verify: {report.events:,} events in {verify_s:.1f} s → {report.events / verify_s:,.0f} events/s "
-              f"(chains and projections: OK)")
+        engine, sessions = setup(f"sqlite:///{db}", n)
+        print(f"setup: imported and opened {n:,} branches in {time.perf_counter() - t0:.1f} s")
+        elapsed, cpu, events, memory, server = run_services(sessions, n, engine)
+        report_services(n, elapsed, cpu, events, memory, server)
+        verify_s, report = run_verify(sessions)
         engine.dispose()
         base_db = Path(d) / "baseline.db"
-        import shutil
-
         shutil.copy(db, base_db)
         base_s, base_cpu = run_baseline(base_db, db)
         print(f"raw-SQL baseline, same rows and transactions: {base_s:.1f} s wall ({base_cpu:.1f} s CPU) → "
               f"{(events - n) / base_s:,.0f} events/s")
-        print(f"ratio services / baseline: {elapsed / base_s:.1f}× the wall time, {cpu / base_cpu:.1f}× the CPU time")
-        print(f"peak resident memory of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-        print(json.dumps({"bench": "core", "n": n, "ratio": round(cpu / base_cpu, 2),
-                          "wall_ratio": round(elapsed / base_s, 2), "cpu_s": round(cpu, 2), "baseline_cpu_s": round(base_cpu, 2),
-                          "us_per_call_cpu": round(cpu / (events - n) * 1e6, 1),
-                          "verify_events_per_s": round(report.events / verify_s),
-                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+        final(n, "sqlite", elapsed, cpu, events, None, verify_s, report, base_s, base_cpu, None)
 
 
 if __name__ == "__main__":
