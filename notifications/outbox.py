@@ -12,6 +12,8 @@ case's state, so the projection's ``state`` stays equal to the replay. Nothing h
 from __future__ import annotations
 
 import datetime as dt
+import json.encoder
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,62 @@ def existing_keys(session: Session, keys: list[str]) -> set[str]:
     finally:
         cur.close()
     return found
+
+
+# The string encoder json.dumps(..., ensure_ascii=False) itself uses (the C one when present), so a string
+# written with it is byte-for-byte what canonical() writes for it.
+_JSON_STR: Callable[[str], str] = json.encoder.encode_basestring
+_LITERALS: dict[object, str] = {True: "true", False: "false", None: "null"}
+_KEYS: dict[str, str] = {}  # '"key":' by key (the payloads' few keys)
+
+
+def _flat_json(d: dict[str, Any]) -> str | None:
+    """``canonical(d)`` for a flat dict — str keys; values str, int, bool, None or a list of str — else None.
+
+    Written as json.dumps writes it: keys sorted, ``,`` and ``:``, each string through the same encoder
+    (a str subclass too: json.dumps encodes its characters alike), an int by ``int.__repr__``, so the
+    bytes are identical; anything else (a float, a nested dict, a key not a str) → None."""
+    try:
+        keys = sorted(d)
+    except TypeError:
+        return None
+    enc = _JSON_STR
+    parts: list[str] = []
+    for k in keys:
+        if type(k) is not str:
+            return None
+        kj = _KEYS.get(k)
+        if kj is None:
+            kj = enc(k) + ":"
+            if len(_KEYS) < 256:
+                _KEYS[k] = kj
+        v = d[k]
+        t = type(v)
+        if t is str:
+            parts.append(kj + enc(v))
+        elif t is list:
+            try:
+                parts.append(kj + "[" + ",".join(map(enc, v)) + "]")
+            except TypeError:  # an element that is not a string
+                return None
+        elif t is int:
+            parts.append(kj + int.__repr__(v))
+        elif v is None or t is bool:
+            parts.append(kj + _LITERALS[v])
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
+def event_body(kind: str, at: str, actor: str, stage: str, payload: dict[str, Any]) -> str:
+    """The event's hashed bytes: exactly ``canonical({"kind", "at", "actor", "stage", "payload"})``, written
+    directly for the sweep's flat payloads (a fresh encoder per json.dumps call cost more than the rest),
+    through canonical() itself for any other shape (tests/unit/test_event_body.py compares the two)."""
+    p = _flat_json(payload) if type(payload) is dict else None
+    if p is None or not (type(kind) is str and type(at) is str and type(actor) is str and type(stage) is str):
+        return canonical({"kind": kind, "at": at, "actor": actor, "stage": stage, "payload": payload})
+    enc = _JSON_STR  # the keys in sorted order: actor, at, kind, payload, stage
+    return '{"actor":' + enc(actor) + ',"at":' + enc(at) + ',"kind":' + enc(kind) + ',"payload":' + p + ',"stage":' + enc(stage) + "}"
 
 
 def _event_payloads(n: Notice) -> list[tuple[str, dict[str, Any]]]:
@@ -149,54 +207,61 @@ def _enqueue(session: Session, notices: list[Notice], *, now: dt.datetime) -> No
 
 
 def _write(sql: Any, cur: Any, notices: list[Notice], *, now: dt.datetime) -> None:
-    day = sql.day
-    seen: dict[dt.datetime, Any] = {}  # a page's notices share a handful of send times
+    to_ts, to_day = sql.ts, sql.day
+    stamps: dict[dt.datetime, Any] = {}  # a page's notices share a handful of send times …
+    days: dict[dt.date | None, Any] = {}  # … and deadlines
 
     def ts(t: dt.datetime) -> Any:
-        v = seen.get(t)
+        v = stamps.get(t)
         if v is None:
-            v = seen[t] = sql.ts(t)
+            v = stamps[t] = to_ts(t)
         return v
 
     now_v = ts(now)
+    dumps, non_str = orjson.dumps, orjson.OPT_NON_STR_KEYS
     ids: dict[str, int] = {}
     for i in range(0, len(notices), _OUTBOX_BATCH):
         part = notices[i:i + _OUTBOX_BATCH]
         params: list[Any] = []
         for n in part:
-            params += (n.key, n.campaign_id, n.case_id, n.branch_code, n.stage, day(n.deadline), n.rung, n.kind,
-                       n.supervision_order, n.status, orjson.dumps(n.context, option=orjson.OPT_NON_STR_KEYS).decode(), ts(n.due_at), now_v)
+            d = n.deadline
+            d_v = days[d] if d in days else days.setdefault(d, to_day(d))
+            params += (n.key, n.campaign_id, n.case_id, n.branch_code, n.stage, d_v, n.rung, n.kind,
+                       n.supervision_order, n.status, dumps(n.context, option=non_str).decode(), ts(n.due_at), now_v)
         cur.execute(_outbox_insert(sql, len(part)), params)
         ids.update({k: oid for oid, k in cur.fetchall()})
-    deliveries: list[tuple[Any, ...]] = []
+    deliveries: list[Any] = []  # flat: 6 values a delivery
     for n in notices:
         if n.status == QUEUED and n.recipients:
             at = ts(min(n.due_at, now))
             oid = ids[n.key]
-            deliveries += [(oid, r.email, r.name[:100], PENDING, 0, at) for r in n.recipients]
-    for i in range(0, len(deliveries), _DELIVERY_BATCH):
-        part_d = deliveries[i:i + _DELIVERY_BATCH]
-        cur.execute(_multi_insert(sql, "outbox_deliveries", _DELIVERY_COLS, 6, len(part_d)),
-                    [v for row in part_d for v in row])
-    events: list[tuple[Any, ...]] = []
+            for r in n.recipients:
+                deliveries += (oid, r.email, r.name[:100], PENDING, 0, at)
+    step = 6 * _DELIVERY_BATCH
+    for i in range(0, len(deliveries), step):
+        part_d = deliveries[i:i + step]
+        cur.execute(_multi_insert(sql, "outbox_deliveries", _DELIVERY_COLS, 6, len(part_d) // 6), part_d)
+    events: list[Any] = []  # flat: 8 values an event
     versions: list[dict[str, Any]] = []
     heads: dict[int, dict[str, Any]] = {}  # a case with two notices in one batch (issue 12: up the tree) chains them
-    isos: dict[dt.datetime, str] = {}  # the events' time is ``now`` for nearly every case
+    # the event's time, its ISO text and its stored value, by the case's last event time (``now`` nearly always)
+    times: dict[dt.datetime | None, tuple[dt.datetime, str, Any]] = {}
+    system = SYSTEM
     for n in notices:
         if n.case_id is None or n.status != QUEUED:
             continue
-        at = now if n.last_at is None or now >= n.last_at else n.last_at
-        at_iso = isos.get(at)
-        if at_iso is None:
-            at_iso = isos[at] = iso(at)
-        at_v = ts(at)
+        hit = times.get(n.last_at)
+        if hit is None:
+            at = now if n.last_at is None or now >= n.last_at else n.last_at
+            hit = times[n.last_at] = (at, iso(at), ts(at))
+        _, at_iso, at_v = hit
         head = heads.get(n.case_id)
         prev, seq = (head["_hash"], head["_new"]) if head is not None else (n.last_hash, n.version)
         for kind, payload in _event_payloads(n):
             seq += 1
-            body = canonical({"kind": kind, "at": at_iso, "actor": SYSTEM, "stage": n.stage, "payload": payload})
+            body = event_body(kind, at_iso, system, n.stage, payload)
             digest = chain(prev, body)
-            events.append((n.case_id, seq, kind, at_v, SYSTEM, body, prev, digest))
+            events += (n.case_id, seq, kind, at_v, system, body, prev, digest)
             n.events.append({"kind": kind, "seq": seq})
             prev = digest
         if head is not None:
@@ -204,9 +269,10 @@ def _write(sql: Any, cur: Any, notices: list[Notice], *, now: dt.datetime) -> No
             continue
         heads[n.case_id] = {"_id": n.case_id, "_old": n.version, "_new": seq, "_hash": prev}
         versions.append(heads[n.case_id])
-    for i in range(0, len(events), _EVENT_BATCH):
-        part_e = events[i:i + _EVENT_BATCH]
-        cur.execute(_multi_insert(sql, "events", _EVENT_COLS, 8, len(part_e)), [v for row in part_e for v in row])
+    step = 8 * _EVENT_BATCH
+    for i in range(0, len(events), step):
+        part_e = events[i:i + step]
+        cur.execute(_multi_insert(sql, "events", _EVENT_COLS, 8, len(part_e) // 8), part_e)
     if versions:
         p = sql.p
         cur.executemany(f"UPDATE cases SET version = {p}, updated_at = {p} WHERE id = {p} AND version = {p}",
@@ -240,4 +306,4 @@ def cancel_stale(session: Session, case_ids: list[int] | None = None) -> int:
 
 
 __all__ = ["CANCELLED", "DEAD", "DELIVERY_STATUSES", "HELD", "NOTICE_STATUSES", "PENDING", "QUEUED", "SENT", "SKIPPED",
-           "Notice", "cancel_stale", "enqueue", "existing_keys"]
+           "Notice", "cancel_stale", "enqueue", "event_body", "existing_keys"]
