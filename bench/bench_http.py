@@ -1,7 +1,10 @@
 """HTTP load figure: requests/s and latency percentiles for the branch page and for an advance, with the
-server (uvicorn, one worker, its own process) on 127.0.0.1 and a SQLite database of N branches.
+server (uvicorn, one worker, its own process) on 127.0.0.1 and a SQLite (or PostgreSQL) database of N branches.
 
     python bench/bench_http.py [--branches 1000] [--clients 8] [--seconds 10]
+    python bench/bench_http.py --pg        # the same on a throwaway PostgreSQL cluster (tests/support/pg.py)
+    python bench/bench_http.py --url postgresql+psycopg://postgres@127.0.0.1:5432/postgres  # a fresh database
+                                           # bench_http is made on that server, dropped at the end
 
 It prints the numbers measured in this run only (no thresholds: timing goals live here, not in tests).
 Besides the rates (wall clock, noisy on a shared machine) it prints the server process's CPU time per
@@ -39,11 +42,11 @@ def app_factory():  # type: ignore[no-untyped-def]
     from workflow.db import make_engine
     from workflow.settings import Settings
 
-    settings = Settings(data_dir=Path(os.environ["BENCH_DIR"]), secret_key=SECRET)
+    settings = Settings(data_dir=Path(os.environ["BENCH_DIR"]), secret_key=SECRET)  # BRANCHFLOW_DATABASE_URL too
     return create_app(settings, engine=make_engine(settings.url), clock=lambda: NOW)
 
 
-def build(data_dir: Path, n: int) -> list[str]:
+def build(url: str, n: int) -> list[str]:
     """N branches in 10 general branches, every one with its survey filed (so one advance each succeeds)."""
     from states.base import Role
     from states.survey import FOCUS_POINTS
@@ -54,7 +57,7 @@ def build(data_dir: Path, n: int) -> list[str]:
     from workflow.migrate import upgrade
     from workflow.people import add_person
 
-    engine = make_engine(f"sqlite:///{data_dir / 'branchflow.db'}")
+    engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
     codes = [f"B{i:05d}" for i in range(n)]
@@ -82,13 +85,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def credentials(data_dir: Path) -> tuple[str, str]:
+def credentials(url: str) -> tuple[str, str]:
     """A page session cookie and an API token for the organisation department (signed with the secret)."""
     from service.auth import Signer
     from workflow.db import make_engine, session_factory
     from workflow.repository import person_by_email
 
-    engine = make_engine(f"sqlite:///{data_dir / 'branchflow.db'}")
+    engine = make_engine(url)
     with session_factory(engine)() as s:
         p = person_by_email(s, "org@bench.cn")
         p.password_hash = "bench"  # a fingerprint to sign against; nobody logs in with a password here
@@ -173,16 +176,53 @@ def main() -> None:
     ap.add_argument("--branches", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--url", help="a PostgreSQL server; the bench makes (and drops) its own database there")
+    ap.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL cluster and run on it")
     args = ap.parse_args()
+    cluster = None
+    admin_url = args.url
+    if args.pg:
+        from tests.support.pg import start
 
+        c = start()
+        if isinstance(c, str):
+            sys.exit(f"no PostgreSQL: {c}")
+        cluster, admin_url = c, c.url
+    try:
+        if admin_url is None:
+            run(args, None)
+        else:
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+
+            admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text("DROP DATABASE IF EXISTS bench_http WITH (FORCE)"))
+                conn.execute(text("CREATE DATABASE bench_http"))
+            try:
+                run(args, make_url(admin_url).set(drivername="postgresql+psycopg", database="bench_http")
+                    .render_as_string(hide_password=False))
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text("DROP DATABASE IF EXISTS bench_http WITH (FORCE)"))
+                admin.dispose()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def run(args: argparse.Namespace, pg_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bf-bench-") as tmp:
         data_dir = Path(tmp)
+        url = pg_url or f"sqlite:///{data_dir / 'branchflow.db'}"
+        db = "postgresql" if pg_url else "sqlite"
         t0 = time.perf_counter()
-        codes = build(data_dir, args.branches)
-        print(f"准备：{len(codes)} 个党支部（SQLite，调查摸底均已填报）用时 {time.perf_counter() - t0:.1f} 秒")
-        cookie, token = credentials(data_dir)
+        codes = build(url, args.branches)
+        print(f"准备：{len(codes)} 个党支部（{'PostgreSQL' if pg_url else 'SQLite'}，调查摸底均已填报）"
+              f"用时 {time.perf_counter() - t0:.1f} 秒")
+        cookie, token = credentials(url)
         port = free_port()
-        env = {**os.environ, "BENCH_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "BENCH_DIR": str(data_dir), "PYTHONPATH": str(ROOT), "BRANCHFLOW_DATABASE_URL": url}
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.bench_http:app_factory", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
@@ -212,7 +252,7 @@ def main() -> None:
             print(f"比值：网页/JSON 吞吐 {page['rps'] / api['rps']:.2f}；推进/网页 吞吐 {adv['rps'] / page['rps']:.2f}；"
                   f"网页 p99/p50 {page['p99'] / page['p50']:.1f}；推进 p99/p50 {adv['p99'] / adv['p50']:.1f}")
             # the baseline in the same run is the JSON read; ratio = its rate ÷ the page's rate
-            print(json.dumps({"bench": "http", "n": args.clients, "ratio": round(api["rps"] / page["rps"], 2),
+            print(json.dumps({"bench": "http", "n": args.clients, "ratio": round(api["rps"] / page["rps"], 2), "db": db,
                               "page_rps": round(page["rps"], 1), "api_rps": round(api["rps"], 1),
                               "advance_rps": round(adv["rps"], 1), "page_p99_ms": round(page["p99"], 1),
                               "page_cpu_ms": round(page["cpu_ms"], 2), "api_cpu_ms": round(api["cpu_ms"], 2),
