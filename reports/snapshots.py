@@ -66,8 +66,10 @@ def scope_of(session: Session, general_branch: str | None) -> Scope:
 
 
 def snapshots(session: Session, campaign: CampaignRow, *, general_branch: str | None = None,
-              at: dt.datetime | None = None, batch: int = BATCH) -> Iterator[Snapshot]:
-    """Every case of the campaign (or of one general branch), ordered by committee, general branch, branch."""
+              at: dt.datetime | None = None, batch: int = BATCH,
+              committee_id: int | None = None) -> Iterator[Snapshot]:
+    """Every case of the campaign (or of one general branch, or of the branches of one committee — a
+    pre-tenancy campaign covers every committee), ordered by committee, general branch, branch."""
     cols = [
         CaseRow.id, Committee.name.label("committee"), GeneralBranch.code.label("gb_code"),
         GeneralBranch.name.label("gb_name"), Branch.code, Branch.name, Branch.branch_type, Branch.member_count,
@@ -85,6 +87,8 @@ def snapshots(session: Session, campaign: CampaignRow, *, general_branch: str | 
     )
     if general_branch:
         q = q.where(GeneralBranch.code == general_branch)
+    if committee_id is not None:
+        q = q.where(Branch.committee_id == committee_id)
     result = session.execute(q, execution_options={"yield_per": batch})
     for part in result.partitions():
         states: dict[int, State]
