@@ -2,11 +2,12 @@
 subtree — the grade distribution, stage progress, overdue count and the conversion of the lowest grade
 (晋位升级: branches whose last year's grade was the lowest and whose grade now is higher).
 
-One GROUP BY over the cases of the year's campaigns, grouped by (child committee, campaign, stage, grade,
-last year's grade): the subtree join is over the small committees table (``path`` prefix), branches and
-cases are reached through ``branches.committee_id`` and ``cases (campaign_id, branch_id)``. The grouped
-rows (children × campaigns × stages × grades × grades, not branches) are then labelled in Python with each
-campaign's own grade scale — two committees may grade on different scales in the same year.
+One GROUP BY over the case tallies of the year's campaigns (``workflow.tallies``: counts per campaign,
+branch's committee, stage, grade, last year's grade and deadline, kept by database triggers — not the
+cases themselves), grouped by (campaign, stage, grade, last year's grade) and, for a pre-tenancy
+campaign, the branch's committee within the subtree (``path`` prefix over the small committees table).
+The grouped rows (campaigns × stages × grades × grades, not branches) are then labelled in Python with
+each campaign's own grade scale — two committees may grade on different scales in the same year.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from states.base import Role, Stage
-from workflow import tenancy
+from workflow import tallies, tenancy
 from workflow.errors import Forbidden
-from workflow.models import Branch, CampaignRow, CaseRow, Committee
+from workflow.models import CampaignRow, Committee
 from workflow.repository import _campaign
 
 ROLLUP_ROLES = (Role.org_department, Role.auditor)
@@ -67,7 +68,6 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
     tenancy.fill_paths(session)
     # the rows: the root's direct children (each with its subtree) and the root itself (its own branches)
     child = aliased(Committee)
-    member = aliased(Committee)
     if root is None:
         kids = select(child.id, child.code, child.name, child.path).where(child.parent_id.is_(None))
     else:
@@ -97,44 +97,39 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
     if camps:
         # group key: the child committee whose subtree holds the branch; the root's own branches as root
         own = root.id if root is not None else -1
-        # grouped by the branch's own committee in SQL; each committee is then credited to the child whose
-        # subtree holds it from the (small) committees table — a CASE of LIKEs per case row cost 2× the query
-        group: Any = member.id
+        # grouped by the branch's own committee; each committee is then credited to the child whose subtree
+        # holds it from the (small) committees table
         into = _credit(session, children, own, each)
-        late = func.sum(case((and_(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value), 1), else_=0))
+        # read from the case tallies (workflow/tallies.py, kept by triggers): a few rows per campaign instead
+        # of every case of the year
         if any(c.committee_id is None for c in camps):
-            # a pre-tenancy campaign covers every committee: group by the branch's committee and keep the
-            # cases of the subtree only
-            q = (select(group.label("k"), CaseRow.campaign_id, CaseRow.stage,
-                        CaseRow.grade, CaseRow.previous_grade, func.count().label("n"), late.label("late"))
-                 .select_from(CaseRow)
-                 .join(Branch, Branch.id == CaseRow.branch_id)
-                 .join(member, member.id == Branch.committee_id)
-                 .where(CaseRow.campaign_id.in_(list(by_id)), member.id.in_(in_tree))
-                 .group_by("k", CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
-            groups: Any = session.execute(q)
+            # a pre-tenancy campaign covers every committee: by the branch's committee, the subtree's only
+            groups: Any = tallies.rollup_groups(session, list(by_id), today, committees=in_tree)
         else:
-            # every campaign is one committee's, and its cases are that committee's: cases alone, grouped by
-            # campaign (no join: at 1M branches the joins cost most of a national roll-up); the key is the
-            # campaign's committee
-            q = (select(CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade,
-                        func.count().label("n"), late.label("late"))
-                 .where(CaseRow.campaign_id.in_(list(by_id)))
-                 .group_by(CaseRow.campaign_id, CaseRow.stage, CaseRow.grade, CaseRow.previous_grade))
-            groups = ((by_id[r[0]].committee_id, *r) for r in session.execute(q))
+            # every campaign is one committee's, and its cases are that committee's: per campaign, credited
+            # to the campaign's committee
+            groups = ((by_id[r[1]].committee_id, *r[1:])
+                      for r in tallies.rollup_groups(session, list(by_id), today))
+        # per campaign once: each grade code's label and rank, and the lowest grade's code
+        bands = {cid: ({b.code: (b.grade, p.grading.scale.rank(b.code)) for b in p.grading.scale.bands},
+                       p.grading.scale.lowest.code) for cid, p in parsed.items()}
         for k, camp_id, stage, grade, previous, n, n_late in groups:
-            scale = parsed[camp_id].grading.scale
-            t = totals.setdefault(into.get(int(k), own), _empty())
+            scale_of, lowest = bands[camp_id]
+            into_id = into.get(int(k), own)
+            t = totals.get(into_id)
+            if t is None:
+                t = totals[into_id] = _empty()
             t["branches"] += n
             t["overdue"] += int(n_late or 0)
             t["stages"][stage] += n
             t["campaigns"].add(by_id[camp_id].code)
-            if grade and grade in _codes(scale):
-                t["grades"][scale.by_code(grade).grade] += n
-                t["order"].setdefault(scale.by_code(grade).grade, scale.rank(grade))
-            if previous and previous in _codes(scale) and previous == scale.lowest.code:
+            band = scale_of.get(grade) if grade else None
+            if band is not None:
+                t["grades"][band[0]] += n
+                t["order"].setdefault(band[0], band[1])
+            if previous and previous == lowest and previous in scale_of:
                 t["lowest_last_year"] += n
-                if grade and grade in _codes(scale) and scale.rank(grade) < scale.rank(previous):
+                if band is not None and band[1] < scale_of[previous][1]:
                     t["lowest_moved_up"] += n
             if previous is None:
                 t["no_previous"] += n
@@ -192,10 +187,6 @@ def _tree_key(path: str, codes: dict[int, str]) -> list[str]:
 
 def _paths(session: Session, ids: list[int]) -> list[str]:
     return [p for p in session.scalars(select(Committee.path).where(Committee.id.in_(ids))) if p]
-
-
-def _codes(scale: Any) -> set[str]:
-    return {b.code for b in scale.bands}
 
 
 def _empty() -> dict[str, Any]:

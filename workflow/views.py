@@ -350,7 +350,9 @@ def campaigns(session: Session, *, where: Any = None) -> list[dict[str, Any]]:
 def campaign_stats(session: Session, *, campaign: str | None = None) -> dict[str, Any]:
     """Where the campaign stands: branches per stage and per signed grade, how many moved up a grade at
     the re-grade (晋位升级), and the conversion rate of the lowest grade (seed 003's 50 % goal).
-    Streams the projections, so memory stays flat in the number of branches."""
+    Reads the case tallies (``workflow.tallies``: per stage, signed grade and re-grade, kept by triggers),
+    a few rows per campaign whatever its number of branches."""
+    from workflow import tallies
     from workflow.repository import campaign_of
 
     camp = get_campaign_row(session, campaign)
@@ -359,19 +361,17 @@ def campaign_stats(session: Session, *, campaign: str | None = None) -> dict[str
     stages = {s.value: 0 for s in Stage}
     grades = {b.code: 0 for b in scale.bands}
     regraded = moved_up = moved_down = lowest = lowest_up = 0
-    q = select(CaseRow.stage, CaseRow.state).where(CaseRow.campaign_id == camp.id)
-    for stage, state in session.execute(q.execution_options(yield_per=2000)):
-        stages[stage] += 1
-        first, second = state.get("final_grade"), state.get("regrade")
+    for stage, first, second, n in tallies.stats_groups(session, camp.id):
+        stages[stage] += n
         if first:
-            grades[first] += 1
+            grades[first] += n
         if first and second:
-            regraded += 1
-            moved_up += scale.rank(second) < scale.rank(first)
-            moved_down += scale.rank(second) > scale.rank(first)
+            regraded += n
+            moved_up += n * (scale.rank(second) < scale.rank(first))
+            moved_down += n * (scale.rank(second) > scale.rank(first))
         if first == scale.lowest.code:
-            lowest += 1
-            lowest_up += bool(second and scale.rank(second) < scale.rank(first))
+            lowest += n
+            lowest_up += n * bool(second and scale.rank(second) < scale.rank(first))
     return {
         "campaign": c.code, "name": c.name, "branches": sum(stages.values()),
         "stages": [{"stage": k, "label": Stage(k).label, "count": v} for k, v in stages.items()],
