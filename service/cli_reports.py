@@ -12,7 +12,7 @@ import click
 import reports
 from reports import charts
 from reports.export import export_events
-from workflow.errors import InvalidInput
+from workflow.errors import InvalidInput, NotFound
 
 
 def _write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
@@ -46,6 +46,66 @@ def _ctx() -> Any:
     return click.get_current_context().find_root().obj
 
 
+def _which(s: Any, name: str, campaign: str | None, general_branch: str | None,
+           as_email: str | None) -> tuple[str | None, str | None]:
+    """The campaign and general branch of ``report``: with ``--as``, what that person may download (the
+    campaign by default the latest of their own committee, as on the web); without it, the operator's —
+    the campaign of ``--general-branch``'s committee when one is named. When several committees run their
+    own campaigns and nothing says which, the answer names the choices instead of guessing."""
+    from service.application import report_scope
+    from service.cli_tenancy import OPERATOR
+    from workflow import service, tenancy
+
+    if campaign and not as_email:  # the operator names it: as before (an unknown code: 找不到活动)
+        return campaign, general_branch
+    actor = service.actor_for(s, as_email) if as_email else OPERATOR
+    try:
+        row = tenancy.campaign_for(s, actor, campaign, general_branch=general_branch)
+    except tenancy.CampaignAmbiguous as exc:
+        raise InvalidInput(_ambiguous(s, actor, exc.codes, as_email)) from None
+    except NotFound:
+        # a parent committee's people: their own committee runs no campaign, its children do
+        readable = _readable(s, actor, tenancy.latest_campaigns(s)) if as_email and not campaign else []
+        if not readable:
+            raise
+        raise InvalidInput(f"{as_email} 所在的党委本身没有活动：请用 --campaign 指定活动编码（可选：{_shown(s, readable)}）；"
+                           "各下级党委逐支部汇总的报表用 `branchflow rollup --as 邮箱 --form summary`") from None
+    if as_email:
+        form = reports.FORMS.get(name)
+        general_branch = report_scope(s, actor, general_branch, per_branch=form.per_branch if form else True,
+                                      campaign=row.code)
+    return row.code, general_branch
+
+
+def _readable(s: Any, actor: Any, codes: list[str]) -> list[str]:
+    from sqlalchemy import select
+
+    from workflow import tenancy
+    from workflow.models import CampaignRow
+
+    return list(s.scalars(select(CampaignRow.code).where(CampaignRow.code.in_(codes), tenancy.campaign_clause(actor))
+                          .order_by(CampaignRow.code)))
+
+
+def _shown(s: Any, codes: list[str]) -> str:
+    """``code（党委名称）`` of each campaign (at most eight)."""
+    from sqlalchemy import select
+
+    from workflow.models import CampaignRow, Committee
+
+    owners = dict(s.execute(select(CampaignRow.code, Committee.name).outerjoin(
+        Committee, Committee.id == CampaignRow.committee_id).where(CampaignRow.code.in_(codes[:8]))).tuples().all())
+    return "；".join(f"{c}（{owners.get(c) or '全部党委'}）" for c in codes[:8]) + ("……" if len(codes) > 8 else "")
+
+
+def _ambiguous(s: Any, actor: Any, codes: list[str], as_email: str | None) -> str:
+    if as_email:
+        return (f"{as_email} 在多个党委任职，无法确定用哪个党委的活动：请用 --campaign 指定活动编码"
+                f"（可选：{_shown(s, _readable(s, actor, codes))}）")
+    return (f"有多个党委各自开展活动，无法确定生成哪个党委的报表：请用 --campaign 指定活动编码"
+            f"（可选：{_shown(s, codes)}），或用 --as 邮箱 按本人所在党委选取")
+
+
 def register(cli: click.Group) -> None:
     from service.cli import campaign_option, now_option, parse_now
 
@@ -58,14 +118,17 @@ def register(cli: click.Group) -> None:
     @click.option("--at", "at_s", default=None, help="按历史记录重放，给出该时间的表（ISO 时间；无时区按北京时间）")
     @click.option("--output", "-o", default=None, help="输出文件或目录（默认当前目录下的中文文件名）")
     @campaign_option
+    @click.option("--as", "as_email", default=None,
+                  help="以某人的身份生成（只给其有权下载的范围；不给出 --campaign 时取其所在党委的最新活动）")
     @now_option
     def report(name: str, fmt: str, general_branch: str | None, at_s: str | None, output: str | None,
-               campaign: str | None, now_s: str | None) -> None:
+               campaign: str | None, as_email: str | None, now_s: str | None) -> None:
         """生成报表。NAME：summary=分类定级汇总表，overview=分类定级情况一览表，rectification=整改汇总表，
         tasks=任务清单，acceptance=晋位升级检查验收汇总表。"""
         at = parse_now(at_s) if at_s else None
         now = parse_now(now_s)
         with _ctx().tx() as s:
+            campaign, general_branch = _which(s, name, campaign, general_branch, as_email)
             r = reports.render(s, name, fmt.lower(), general_branch=general_branch, at=at, campaign=campaign, now=now)
             path = _output_path(output, r.filename)
             size = _write_atomically(path, r.body)

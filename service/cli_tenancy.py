@@ -9,6 +9,7 @@ import click
 
 from states.base import Role
 from workflow import tenancy
+from workflow.errors import InvalidInput
 from workflow.service import Actor
 
 # Commands run without --as by whoever holds the database: they read as a deployment-wide auditor.
@@ -62,29 +63,76 @@ def register(cli: click.Group) -> None:
     @click.option("--year", type=int, default=None, help="年份（默认：最近有活动的一年）")
     @click.option("--as", "as_email", default=None, help="以某人的身份查看（上级党委组织部或审计人员）")
     @click.option("--json", "as_json", is_flag=True, help="输出 JSON")
-    @click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
-                  help="另存各党委汇总的分类定级汇总表（.xlsx 或 .csv，每个党委一行）")
+    @click.option("--export", "export", type=click.Path(), default=None,
+                  help="另存汇总表到此文件（.xlsx 或 .csv）或已有目录；不给出 --form 时为每个党委一行的分类定级汇总表")
+    @click.option("--form", "form", default=None,
+                  help="逐支部汇总报表：" + "、".join(f"{k}={v}" for k, v in FORM_CHOICES.items()))
+    @click.option("--format", "fmt", default=None, help="xlsx、csv（UTF-8 BOM）或 html；默认按文件扩展名，目录时为 xlsx")
     @now_option
     def rollup_(committee: str | None, year: int | None, as_email: str | None, as_json: bool,
-                export: str | None, now_s: str | None) -> None:
-        """上级党委汇总：各下级党委（含其下级）的等级分布、环节进度、逾期数和后进转化（只读）。"""
+                export: str | None, form: str | None, fmt: str | None, now_s: str | None) -> None:
+        """上级党委汇总：各下级党委（含其下级）的等级分布、环节进度、逾期数和后进转化（只读）。
+
+        用 --form 导出各党委逐支部汇总的报表（每行注明所属党委，等级按各党委本年度活动的等级标准），
+        例如：rollup --as gongwei@demo.edu.cn --form summary --export 汇总表.xlsx"""
         from workflow import rollup, service
 
+        if form is not None and form not in FORM_CHOICES:
+            raise InvalidInput(f"没有名为 {form[:64]!r} 的汇总报表；可用：{_choices()}")
         with _ctx().tx() as s:
             actor = service.actor_for(s, as_email) if as_email else OPERATOR
-            if export:
-                from reports.consolidated import render_consolidated
-
-                fmt = export.rpartition(".")[2].lower()
-                n = render_consolidated(s, actor, fmt, now=parse_now(now_s), committee=committee,
-                                        year=year).write_to(export)
-                click.echo(f"已导出各党委汇总表 {export}（{n} 字节）")
-                return None
+            if export is not None or form is not None:
+                return _export(s, actor, form or COMMITTEES, export, fmt, now=parse_now(now_s),
+                               committee=committee, year=year)
             data = rollup.rollup(s, actor, now=parse_now(now_s), committee=committee, year=year)
         if as_json:
             return echo_json(data)
         echo_rollup(data)
         return None
+
+
+COMMITTEES = "committees"  # the form with one row per committee (reports/consolidated.py)
+
+
+def _form_choices() -> dict[str, str]:
+    from reports.consolidated import ConsolidatedSummary
+    from reports.consolidated_forms import consolidated_form_names
+
+    return {COMMITTEES: ConsolidatedSummary.label, **consolidated_form_names()}
+
+
+FORM_CHOICES = _form_choices()
+
+
+def _choices() -> str:
+    return "、".join(f"{k}（{v}）" for k, v in FORM_CHOICES.items())
+
+
+def _export(s: Any, actor: Any, form: str, export: str | None, fmt: str | None, *, now: Any,
+            committee: str | None, year: int | None) -> None:
+    """Write the consolidated form: refused or hidden (as the roll-up) before any file is opened, and written
+    beside the target then renamed, so a refusal or a failure leaves nothing behind."""
+    from pathlib import Path
+
+    from reports.consolidated import render_consolidated
+    from reports.consolidated_forms import render_consolidated_form
+    from service.cli_reports import _output_path, _write_atomically
+
+    target = Path(export) if export else Path(".")
+    if fmt is None:
+        suffix = target.suffix.lower().lstrip(".") if not target.is_dir() else ""
+        fmt = suffix or "xlsx"
+    fmt = fmt.lower()
+    if form == COMMITTEES:
+        if fmt == "html":
+            raise InvalidInput("每个党委一行的汇总表只有 xlsx 和 csv 格式")
+        r = render_consolidated(s, actor, fmt, now=now, committee=committee, year=year)
+    else:
+        r = render_consolidated_form(s, actor, form, fmt, now=now, committee=committee, year=year)
+    path = _output_path(str(target) if export else None, r.filename)
+    n = _write_atomically(path, r.body)
+    what = "各党委汇总表" if form == COMMITTEES else FORM_CHOICES[form]
+    click.echo(f"已导出{what} {path}（{n} 字节）")
 
 
 def echo_rollup(data: dict[str, Any]) -> None:

@@ -88,6 +88,11 @@ def drive_c2(w: World, branch: str, to: Stage) -> None:
 
 @pytest.fixture
 def tree(world: World) -> World:
+    return build_tree(world)
+
+
+def build_tree(world: World) -> World:
+    """P over C1 (the world's, haitang-2026) and C2 (henan-2026), Q beside P; B1, B2 and B5 driven."""
     with world.sessions() as s, s.begin():
         tenancy.add_committee(s, "P", "上级党委")
         tenancy.move_committee(s, "C1", "P")
