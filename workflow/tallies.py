@@ -162,8 +162,10 @@ def _state_field(conn: Connection | Session, column: Any, key: str) -> Any:
     return func.json_extract(column, f"$.{key}")
 
 
-def expected(session: Session) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
-    """Both tallies as a GROUP BY over the cases would give them now (keys as stored)."""
+def expected(session: Session, campaign_id: int | None = None) -> tuple[Counter[tuple[Any, ...]],
+                                                                        Counter[tuple[Any, ...]]]:
+    """Both tallies as a GROUP BY over the cases would give them now (keys as stored); one campaign's with
+    ``campaign_id``."""
     c, b = CaseRow, Branch
     com = func.coalesce(b.committee_id, 0)
     gb = func.coalesce(b.general_branch_id, 0)
@@ -177,15 +179,20 @@ def expected(session: Session) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[
     gb_q = (select(c.campaign_id, com, gb, c.stage, grade, day, func.count())
             .select_from(c).outerjoin(b, b.id == c.branch_id)
             .group_by(c.campaign_id, com, gb, c.stage, grade, day))
+    if campaign_id is not None:
+        ct_q, gb_q = ct_q.where(c.campaign_id == campaign_id), gb_q.where(c.campaign_id == campaign_id)
     return (Counter({_key(r[:-1]): int(r[-1]) for r in session.execute(ct_q)}),
             Counter({_key(r[:-1]): int(r[-1]) for r in session.execute(gb_q)}))
 
 
-def stored(session: Session) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
-    """Both tallies as the tables hold them (rows of n = 0 left out)."""
+def stored(session: Session, campaign_id: int | None = None) -> tuple[Counter[tuple[Any, ...]],
+                                                                      Counter[tuple[Any, ...]]]:
+    """Both tallies as the tables hold them (rows of n = 0 left out); one campaign's with ``campaign_id``."""
     out: list[Counter[tuple[Any, ...]]] = []
     for table, key in ((case_tallies, CT_KEY), (case_tallies_gb, GB_KEY)):
         q = select(*[table.c[k] for k in key], table.c.n).where(table.c.n != 0)
+        if campaign_id is not None:
+            q = q.where(table.c.campaign_id == campaign_id)
         out.append(Counter({_key(r[:-1]): int(r[-1]) for r in session.execute(q)}))
     return out[0], out[1]
 
@@ -209,11 +216,12 @@ class TallyDifference:
         return f"汇总表 {self.table}（{shown}）记为 {self.stored}，按案件统计应为 {self.expected}"
 
 
-def tallies_check(session: Session) -> list[TallyDifference]:
+def tallies_check(session: Session, *, campaign_id: int | None = None) -> list[TallyDifference]:
     """Every key where ``case_tallies`` / ``case_tallies_gb`` disagree with a GROUP BY over the cases (empty:
-    they agree). Reads every case once — for ``audit verify``, not for a page."""
-    want_ct, want_gb = expected(session)
-    have_ct, have_gb = stored(session)
+    they agree); one campaign's keys only with ``campaign_id``. Reads every case (of the campaign) once —
+    for ``audit verify``, not for a page."""
+    want_ct, want_gb = expected(session, campaign_id)
+    have_ct, have_gb = stored(session, campaign_id)
     out: list[TallyDifference] = []
     for name, key, have, want in (("case_tallies", CT_KEY, have_ct, want_ct),
                                   ("case_tallies_gb", GB_KEY, have_gb, want_gb)):

@@ -207,6 +207,10 @@ def test_the_check_names_a_tally_that_disagrees_and_a_rebuild_repairs_it(world: 
     assert [(d.table, d.key["stage"], d.stored, d.expected) for d in diffs] == [
         ("case_tallies", "survey", 5, 3), ("case_tallies_gb", "self_assessment", 0, 1)]
     assert "汇总表 case_tallies（" in diffs[0].message() and "记为 5，按案件统计应为 3" in diffs[0].message()
+    with w.sessions() as s:
+        camp = get_campaign_row(s, w.campaign).id
+        assert len(tallies.tallies_check(s, campaign_id=camp)) == 2
+        assert tallies.tallies_check(s, campaign_id=camp + 1000) == []
     with w.sessions() as s, s.begin():
         tallies.rebuild(s)
     with w.sessions() as s:
