@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import tomllib
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,7 +75,12 @@ class Rubric(_Frozen):
         return self
 
     def item(self, item_id: str) -> RubricItem | None:
-        return next((i for i in self.items if i.id == item_id), None)
+        return self.items_by_id.get(item_id)
+
+    @cached_property
+    def items_by_id(self) -> dict[str, RubricItem]:
+        """The items by id (the model is frozen, so this is computed once; a self-assessment looks up each)."""
+        return {i.id: i for i in self.items}
 
     @property
     def categories(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -193,7 +194,8 @@ _LOAD_SELECT = (
     "SELECT c.id, c.campaign_id, c.branch_id, c.stage, c.grade, c.deadline, {state}, c.version, c.updated_at, "
     "b.id, b.code, b.name, b.branch_type, b.committee_id, b.general_branch_id, b.secretary_name, "
     "b.secretary_email, b.member_count, b.last_reelection, b.last_activity, b.secretary_violation, "
-    "cm.code, gb.code, e.hash, e.at, k.code, k.name, k.year, k.config, k.created_at "
+    "cm.code, gb.code, e.hash, e.at, k.code, "
+    "(SELECT max(x.seq) FROM campaign_changes x WHERE x.campaign_id = k.id) "
     "FROM cases c JOIN branches b ON b.id = c.branch_id "
     "JOIN campaigns k ON k.id = c.campaign_id "
     "JOIN committees cm ON cm.id = b.committee_id "
@@ -218,9 +220,17 @@ class _Sql:
         self.load_by_code = base + f"k.code = {p}"
         self.load_latest = base + _LATEST
         state = p if self.sqlite else f"CAST({p} AS JSON)"
-        self.update = (f"UPDATE cases SET state = {state}, stage = {p}, grade = {p}, deadline = {p}, "
-                       f"updated_at = {p}, version = {p} WHERE id = {p} AND version = {p}")
+        # The save sets the indexed columns (stage, grade, deadline) only when they change: most calls
+        # (a record, a signature) change the state alone, and an indexed column in the SET list costs
+        # its index entries' rewrite even when the value is the same. One statement per combination.
+        self.updates = {
+            (st, gr, dl): ("UPDATE cases SET " + ", ".join(
+                [f"state = {state}"] + [f"{c} = {p}" for c, on in (("stage", st), ("grade", gr), ("deadline", dl)) if on]
+                + [f"updated_at = {p}", f"version = {p}"]) + f" WHERE id = {p} AND version = {p}")
+            for st in (False, True) for gr in (False, True) for dl in (False, True)
+        }
         self._inserts: dict[int, str] = {}
+        self._ts_memo: tuple[dt.datetime | None, str] = (None, "")
         # A case that leaves its stage (or whose deadline moves) no longer needs the reminders queued for
         # the old one: they are cancelled here, in the same transaction, through the (case_id, status)
         # index — instead of a scan of every pending delivery on every sweep. Two variants, so that no
@@ -247,9 +257,14 @@ class _Sql:
 
     # values in and out
     def ts(self, t: dt.datetime) -> Any:
-        if self.sqlite:
-            return t.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        return t
+        if not self.sqlite:
+            return t
+        memo = self._ts_memo  # a call writes the same instant several times (its events, updated_at)
+        if memo[0] is t:
+            return memo[1]
+        text = t.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        self._ts_memo = (t, text)
+        return text
 
     def day(self, d: dt.date | None) -> Any:
         return d.isoformat() if self.sqlite and d is not None else d
@@ -292,6 +307,37 @@ def _cursor(session: Session) -> tuple[_Sql, Any, Any]:
 # Parsed campaigns by id; an entry is used only while the stored configuration is the same text.
 _CAMPAIGNS: dict[int, tuple[str, Campaign]] = {}
 
+# The hot path's campaigns, per database (engine) and campaign id, valid while the campaign's change log
+# has the same last seq: every change of a configuration appends to that log in the same transaction
+# (workflow/campaigns.py), so the load does not fetch and compare the configuration's text each time
+# (a few KB a case). A configuration rewritten behind the log's back is what ``audit verify`` reports.
+_HOT: weakref.WeakKeyDictionary[Any, dict[int, tuple[int | None, CampaignRecord, Campaign]]] = \
+    weakref.WeakKeyDictionary()
+_CAMPAIGN_SQL = {"sqlite": "SELECT name, year, config, created_at FROM campaigns WHERE id = ?",
+                 "postgresql": "SELECT name, year, config, created_at FROM campaigns WHERE id = %s"}
+
+
+def _loaded_campaign(session: Session, sql: _Sql, campaign_id: int, code: str,
+                     change_seq: int | None) -> tuple[CampaignRecord, Campaign]:
+    engine = session.get_bind().engine
+    per_db = _HOT.get(engine)
+    if per_db is None:
+        per_db = _HOT[engine] = {}
+    hit = per_db.get(campaign_id)
+    if hit is not None and hit[0] == change_seq and hit[1].code == code:
+        return hit[1], hit[2]
+    _, cur, _ = _cursor(session)
+    try:
+        cur.execute(_CAMPAIGN_SQL["sqlite" if sql.sqlite else "postgresql"], (campaign_id,))
+        name, year, config, created_at = cur.fetchone()
+    finally:
+        cur.close()
+    record = CampaignRecord(id=campaign_id, code=code, name=name, year=year, config=config,
+                            created_at=sql.read_ts(created_at))  # type: ignore[arg-type]
+    campaign = _campaign(campaign_id, code, config)
+    per_db[campaign_id] = (change_seq, record, campaign)
+    return record, campaign
+
 
 def _campaign(campaign_id: int, code: str, config: str) -> Campaign:
     hit = _CAMPAIGNS.get(campaign_id)
@@ -304,8 +350,7 @@ def _campaign(campaign_id: int, code: str, config: str) -> Campaign:
 
 def load_case(session: Session, branch_code: str, campaign_code: str | None = None, *, lock: bool = False) -> LoadedCase:
     """Load a case with everything its rules need in one round trip; the state is decoded once."""
-    if session.new or session.deleted or session.dirty:
-        session.flush()  # the raw read below must see what the caller's unit of work still holds
+    session.flush()  # the raw read below must see what the caller's unit of work still holds (a no-op when clean)
     sql, cur, _ = _cursor(session)
     q, params = ((sql.load_by_code, (branch_code, campaign_code)) if campaign_code
                  else (sql.load_latest, (branch_code,)))
@@ -327,13 +372,12 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
                           general_branch_id=r[14], secretary_name=r[15], secretary_email=r[16], member_count=r[17],
                           last_reelection=sql.read_day(r[18]), last_activity=sql.read_day(r[19]),
                           secretary_violation=bool(r[20]))
-    camp = CampaignRecord(id=r[1], code=r[25], name=r[26], year=r[27], config=r[28],
-                          created_at=sql.read_ts(r[29]))  # type: ignore[arg-type]
+    camp, campaign = _loaded_campaign(session, sql, r[1], r[25], r[26])
     committee_code = r[21]
     return LoadedCase(
         row=row,
         campaign_row=camp,
-        campaign=_campaign(camp.id, camp.code, camp.config),
+        campaign=campaign,
         branch=branch,
         committee_code=committee_code,
         general_branch_code=r[22],
@@ -345,13 +389,27 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
 
 
 def effective_deadline(campaign: Campaign, state: State) -> dt.date | None:
-    stage = Stage(state["stage"])
+    stage = _STAGE_BY_VALUE.get(state["stage"]) or Stage(state["stage"])
     if stage is Stage.accepted or state.get("closed"):  # a closed case (dissolved branch) is due nothing
         return None
     override = state.get("deadlines", {}).get(stage.value)
     if override:
         return dt.date.fromisoformat(override)
     return campaign.deadline_for(stage)
+
+
+_ISO_MEMO: tuple[dt.datetime | None, str] = (None, "")
+
+
+def _iso(at: dt.datetime) -> str:
+    """``iso(at)``, remembered for the last instant (a call appends its events at one ``now``)."""
+    global _ISO_MEMO
+    memo = _ISO_MEMO
+    if memo[0] is at:
+        return memo[1]
+    text = iso(at)
+    _ISO_MEMO = (at, text)
+    return text
 
 
 def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.datetime,
@@ -361,7 +419,7 @@ def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.
         raise InvalidInput(
             f"时间不能倒退：该支部最近一条记录时间为 {iso(case.last_at)}，本次操作时间为 {iso(at)}"
         )
-    event = {"kind": kind, "at": iso(at), "actor": actor, "stage": case.state["stage"], "payload": payload}
+    event = {"kind": kind, "at": _iso(at), "actor": actor, "stage": case.state["stage"], "payload": payload}
     # The loaded state is this call's private copy, so it is changed in place; a refusal further on
     # raises and the whole LoadedCase is dropped with the rolled-back transaction.
     case.state = apply(case.state, event, in_place=True)
@@ -393,8 +451,16 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
     grade = current_grade(case.state)
     sql, cur, dbapi = _cursor(session)
     try:
-        cur.execute(sql.update, (orjson.dumps(case.state, option=orjson.OPT_NON_STR_KEYS).decode(), stage, grade,
-                                 sql.day(deadline), sql.ts(now), new, row.id, old))
+        moved, regraded, redated = stage != row.stage, grade != row.grade, deadline != row.deadline
+        values: list[Any] = [orjson.dumps(case.state, option=orjson.OPT_NON_STR_KEYS).decode()]
+        if moved:
+            values.append(stage)
+        if regraded:
+            values.append(grade)
+        if redated:
+            values.append(sql.day(deadline))
+        values += (sql.ts(now), new, row.id, old)
+        cur.execute(sql.updates[moved, regraded, redated], values)
         if cur.rowcount != 1:
             raise StaleDataError(f"case {row.id} is no longer at version {old}")
         params: list[Any] = []
@@ -402,7 +468,7 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
             params += (e["case_id"], e["seq"], e["kind"], sql.ts(e["at"]), e["actor"], e["body"], e["prev_hash"],
                        e["hash"])
         cur.execute(sql.insert_events(len(case.rows)), params)
-        if stage != row.stage or deadline != row.deadline:
+        if moved or redated:
             if deadline is None:
                 cur.execute(sql.cancel_outbox_no_deadline, (row.id, stage, stage))
             else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -39,7 +39,7 @@ from workflow.errors import (
     invalid_from_pydantic,
 )
 from workflow.models import Person, RoleAssignment
-from workflow.repository import LoadedCase, append, load_case, save
+from workflow.repository import _STAGE_BY_VALUE, LoadedCase, _cursor, append, load_case, save
 
 SYSTEM = "system"
 
@@ -60,9 +60,9 @@ class Actor:
 
 
 _ACTORS = "branchflow.actors"
-_ACTOR_SQL = (select(Person.email, Person.name, RoleAssignment.role, RoleAssignment.scope_code)
-              .outerjoin(RoleAssignment, RoleAssignment.person_id == Person.id)
-              .where(Person.email == bindparam("email")))
+_ACTOR_RAW = {sqlite: ("SELECT p.email, p.name, r.role, r.scope_code FROM people p "
+                       "LEFT JOIN role_assignments r ON r.person_id = p.id WHERE p.email = " + ("?" if sqlite else "%s"))
+              for sqlite in (True, False)}
 
 
 def actor_for(session: Session, email: str) -> Actor:
@@ -73,7 +73,12 @@ def actor_for(session: Session, email: str) -> Actor:
     hit = cache.get(key)
     if hit is not None:
         return hit
-    rows = session.connection().execute(_ACTOR_SQL, {"email": key}).all()
+    sql, cur, _ = _cursor(session)  # the DBAPI cursor: a request looks its person up once, a command per person
+    try:
+        cur.execute(_ACTOR_RAW[sql.sqlite], (key,))
+        rows = cur.fetchall()
+    finally:
+        cur.close()
     if not rows:
         raise NotFound(f"找不到用户 {email!r}：请先用 `branchflow person add` 添加")
     actor = Actor(email=rows[0][0], name=rows[0][1],
@@ -90,13 +95,16 @@ def _forget_actors(session: Session, _ctx: Any, _instances: Any) -> None:
 
 
 def _scope(role: Role, case: LoadedCase) -> str | None:
-    return {
-        Role.branch_secretary: case.branch.code,
-        Role.general_branch_secretary: case.general_branch_code,
-        Role.org_department: case.committee_code,
-        Role.committee_member: case.committee_code,
-        Role.auditor: "",
-    }[role]
+    """The scope code a role must hold to act on the case (its branch, general branch or committee)."""
+    if role is Role.branch_secretary:
+        return case.branch.code
+    if role is Role.general_branch_secretary:
+        return case.general_branch_code
+    if role is Role.org_department or role is Role.committee_member:
+        return case.committee_code
+    if role is Role.auditor:
+        return ""
+    raise KeyError(role)
 
 
 def may(actor: Actor, roles: Iterable[Role], case: LoadedCase) -> bool:
@@ -151,7 +159,7 @@ class LostRace(Conflict):
 
 def _commit_point(session: Session, case: LoadedCase, now: dt.datetime) -> LoadedCase:
     code = case.branch.code
-    loaded_stage = Stage(case.row.stage)  # the row keeps the loaded stage until the save succeeds
+    loaded_stage = _STAGE_BY_VALUE[case.row.stage]  # the row keeps the loaded stage until the save succeeds
     try:
         save(session, case, now=now)
         session.flush()
