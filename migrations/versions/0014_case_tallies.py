@@ -111,47 +111,50 @@ def _pg_rows(table: str, sign: str) -> str:
         f"ON CONFLICT ({GB_KEY}) DO UPDATE SET n = case_tallies_gb.n + EXCLUDED.n;\n")
 
 
+def _pg_ct(camp: str, com: str, stage: str, vals: str, sign: str) -> str:
+    return (f"    INSERT INTO case_tallies ({CT_KEY}, n) VALUES ({camp}, {com}, {stage}, {vals}, {sign}) "
+            f"ON CONFLICT ({CT_KEY}) DO UPDATE SET n = case_tallies.n + EXCLUDED.n;\n")
+
+
+def _pg_gb(camp: str, com: str, gb: str, stage: str, vals: str, sign: str) -> str:
+    return (f"    INSERT INTO case_tallies_gb ({GB_KEY}, n) VALUES ({camp}, {com}, {gb}, {stage}, {vals}, {sign}) "
+            f"ON CONFLICT ({GB_KEY}) DO UPDATE SET n = case_tallies_gb.n + EXCLUDED.n;\n")
+
+
+_OLD_CT = ("OLD.campaign_id", "oc", "OLD.stage", "og1, op1, of1, or1, od")
+_NEW_CT = ("NEW.campaign_id", "nc", "NEW.stage", "ng1, np1, nf1, nr1, nd")
+_OLD_GB = ("OLD.campaign_id", "oc", "og", "OLD.stage", "og1, od")
+_NEW_GB = ("NEW.campaign_id", "nc", "ng", "NEW.stage", "ng1, nd")
+
 PG = [
-    # one upsert of a delta into each table (a case's old key -1, its new key +1)
-    ("CREATE FUNCTION bf_tally_ct(p_camp integer, p_com integer, p_stage text, p_grade text, p_prev text, p_fin text, "
-    "p_reg text, p_day date, p_n integer) RETURNS void LANGUAGE sql AS $$\n"
-    f"INSERT INTO case_tallies ({CT_KEY}, n) VALUES (p_camp, p_com, p_stage, p_grade, p_prev, p_fin, p_reg, p_day, p_n) "
-    f"ON CONFLICT ({CT_KEY}) DO UPDATE SET n = case_tallies.n + EXCLUDED.n\n$$"),
-    ("CREATE FUNCTION bf_tally_gb(p_camp integer, p_com integer, p_gb integer, p_stage text, p_grade text, p_day date, "
-    "p_n integer) RETURNS void LANGUAGE sql AS $$\n"
-    f"INSERT INTO case_tallies_gb ({GB_KEY}, n) VALUES (p_camp, p_com, p_gb, p_stage, p_grade, p_day, p_n) "
-    f"ON CONFLICT ({GB_KEY}) DO UPDATE SET n = case_tallies_gb.n + EXCLUDED.n\n$$"),
-    # a case whose key changed: the two rows of each table are taken in key order, so two cases moving in
-    # opposite directions between the same keys cannot deadlock
+    # a case whose key changed: -1 under the old key, +1 under the new one, as plain statements (plpgsql keeps
+    # their plans); the two rows of each table are taken in key order, so two cases moving in opposite
+    # directions between the same keys cannot deadlock
     ("CREATE FUNCTION bf_tally_case_update() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-    "DECLARE oc integer; og integer; nc integer; ng integer;\n"
-    "  og1 text := COALESCE(OLD.grade, ''); ng1 text := COALESCE(NEW.grade, '');\n"
-    "  op1 text := COALESCE(OLD.previous_grade, ''); np1 text := COALESCE(NEW.previous_grade, '');\n"
-    "  of1 text := COALESCE(OLD.state->>'final_grade', ''); nf1 text := COALESCE(NEW.state->>'final_grade', '');\n"
-    "  or1 text := COALESCE(OLD.state->>'regrade', ''); nr1 text := COALESCE(NEW.state->>'regrade', '');\n"
-    "  od date := COALESCE(OLD.deadline, DATE '9999-12-31'); nd date := COALESCE(NEW.deadline, DATE '9999-12-31');\n"
-    "BEGIN\n"
-    "  SELECT b.committee_id, b.general_branch_id INTO oc, og FROM branches b WHERE b.id = OLD.branch_id;\n"
-    "  SELECT b.committee_id, b.general_branch_id INTO nc, ng FROM branches b WHERE b.id = NEW.branch_id;\n"
-    "  oc := COALESCE(oc, 0); og := COALESCE(og, 0); nc := COALESCE(nc, 0); ng := COALESCE(ng, 0);\n"
-    "  IF (OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od) < (NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd) "
-    "THEN\n"
-    "    PERFORM bf_tally_ct(OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od, -1);\n"
-    "    PERFORM bf_tally_ct(NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd, 1);\n"
-    "  ELSIF (OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od) > (NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd) "
-    "THEN\n"
-    "    PERFORM bf_tally_ct(NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd, 1);\n"
-    "    PERFORM bf_tally_ct(OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od, -1);\n"
-    "  END IF;\n"
-    "  IF (OLD.campaign_id, oc, og, OLD.stage, og1, od) < (NEW.campaign_id, nc, ng, NEW.stage, ng1, nd) THEN\n"
-    "    PERFORM bf_tally_gb(OLD.campaign_id, oc, og, OLD.stage, og1, od, -1);\n"
-    "    PERFORM bf_tally_gb(NEW.campaign_id, nc, ng, NEW.stage, ng1, nd, 1);\n"
-    "  ELSIF (OLD.campaign_id, oc, og, OLD.stage, og1, od) > (NEW.campaign_id, nc, ng, NEW.stage, ng1, nd) THEN\n"
-    "    PERFORM bf_tally_gb(NEW.campaign_id, nc, ng, NEW.stage, ng1, nd, 1);\n"
-    "    PERFORM bf_tally_gb(OLD.campaign_id, oc, og, OLD.stage, og1, od, -1);\n"
-    "  END IF;\n"
-    "  RETURN NULL;\n"
-    "END $$"),
+     "DECLARE oc integer; og integer; nc integer; ng integer;\n"
+     "  og1 text := COALESCE(OLD.grade, ''); ng1 text := COALESCE(NEW.grade, '');\n"
+     "  op1 text := COALESCE(OLD.previous_grade, ''); np1 text := COALESCE(NEW.previous_grade, '');\n"
+     "  of1 text := COALESCE(OLD.state->>'final_grade', ''); nf1 text := COALESCE(NEW.state->>'final_grade', '');\n"
+     "  or1 text := COALESCE(OLD.state->>'regrade', ''); nr1 text := COALESCE(NEW.state->>'regrade', '');\n"
+     "  od date := COALESCE(OLD.deadline, DATE '9999-12-31'); nd date := COALESCE(NEW.deadline, DATE '9999-12-31');\n"
+     "BEGIN\n"
+     "  SELECT b.committee_id, b.general_branch_id INTO oc, og FROM branches b WHERE b.id = OLD.branch_id;\n"
+     "  IF NEW.branch_id = OLD.branch_id THEN nc := oc; ng := og;\n"
+     "  ELSE SELECT b.committee_id, b.general_branch_id INTO nc, ng FROM branches b WHERE b.id = NEW.branch_id;\n"
+     "  END IF;\n"
+     "  oc := COALESCE(oc, 0); og := COALESCE(og, 0); nc := COALESCE(nc, 0); ng := COALESCE(ng, 0);\n"
+     "  IF (OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od) < (NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd) "
+     "THEN\n" + _pg_ct(*_OLD_CT, "-1") + _pg_ct(*_NEW_CT, "1")
+     + "  ELSIF (OLD.campaign_id, oc, OLD.stage, og1, op1, of1, or1, od) > "
+     "(NEW.campaign_id, nc, NEW.stage, ng1, np1, nf1, nr1, nd) THEN\n" + _pg_ct(*_NEW_CT, "1") + _pg_ct(*_OLD_CT, "-1")
+     + "  END IF;\n"
+     "  IF (OLD.campaign_id, oc, og, OLD.stage, og1, od) < (NEW.campaign_id, nc, ng, NEW.stage, ng1, nd) THEN\n"
+     + _pg_gb(*_OLD_GB, "-1") + _pg_gb(*_NEW_GB, "1")
+     + "  ELSIF (OLD.campaign_id, oc, og, OLD.stage, og1, od) > (NEW.campaign_id, nc, ng, NEW.stage, ng1, nd) THEN\n"
+     + _pg_gb(*_NEW_GB, "1") + _pg_gb(*_OLD_GB, "-1")
+     + "  END IF;\n"
+     "  RETURN NULL;\n"
+     "END $$"),
     "CREATE FUNCTION bf_tally_cases_inserted() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  "
     + _pg_rows("new_cases", "1") + "  RETURN NULL;\nEND $$",
     "CREATE FUNCTION bf_tally_cases_deleted() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  "
@@ -217,8 +220,7 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}" if pg else f"DROP TRIGGER IF EXISTS {name}")
     if pg:
         for fn in ("bf_tally_case_update()", "bf_tally_cases_inserted()", "bf_tally_cases_deleted()",
-                   "bf_tally_branch_moved()", "bf_tally_ct(integer, integer, text, text, text, text, text, date, integer)",
-                   "bf_tally_gb(integer, integer, integer, text, text, date, integer)"):
+                   "bf_tally_branch_moved()"):
             op.execute(f"DROP FUNCTION IF EXISTS {fn}")
     op.execute("DROP TABLE case_tallies_gb")
     op.execute("DROP TABLE case_tallies")
