@@ -129,6 +129,7 @@ UNSCOPED = {
     ("GET", "/attachments/{sha}"), ("GET", "/api/attachments/{sha}"), ("POST", "/api/branches/{code}/attachments"),
     # the parent's roll-up (issue 12): tests/integration/test_tenancy.py and the parent tests below
     ("GET", "/rollup"), ("GET", "/api/rollup"), ("GET", "/rollup/summary.{fmt}"), ("GET", "/api/rollup/summary"),
+    ("GET", "/rollup/forms/{file}"), ("GET", "/api/rollup/forms/{name}"),  # tests/acceptance/test_consolidated_pages.py
     # issue 16 (points 4, 5): branches in the body, answered per branch (out of scope as unknown: their
     # own tests in tests/acceptance/test_pages_work.py); the person's own notices; the objection queue
     # (organisation department and auditors); the receipt look-up (by code, rate-limited)
