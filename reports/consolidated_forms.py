@@ -69,6 +69,7 @@ class Part:
     campaign_code: str
     campaign: Campaign
     snapshots: Iterable[Snapshot]
+    shared: bool = False  # a pre-tenancy campaign (it covers every committee): no 小计 where it has no branch
 
 
 Totals = list[tuple[str, Cell]]
@@ -111,10 +112,12 @@ class ConsolidatedForm(Form):
                               scope=Scope(general_branch_code=None, general_branch_name=None,
                                           committee_name=part.committee_name))
             form = self.inner(ctx)
+            before = n
             for row in form.rows(part.snapshots):
                 n += 1
                 yield [n, part.committee_name, *row[1:]]
-            self.subtotals.append((part.committee_name, self.totals(form)))
+            if n > before or not part.shared:
+                self.subtotals.append((part.committee_name, self.totals(form)))
 
     def totals(self, form: Any) -> Totals:
         raise NotImplementedError
@@ -281,7 +284,7 @@ def parts(session: Session, data: dict[str, Any], *, per_branch: bool = True) ->
                 snapshots(session, camp, committee_id=None if camp.committee_id == cid else cid)
                 if per_branch else ())
             yield Part(committee_code=r["committee"], committee_name=r["name"], campaign_code=camp.code,
-                       campaign=parsed[camp.id], snapshots=rows)
+                       campaign=parsed[camp.id], snapshots=rows, shared=camp.committee_id is None)
 
 
 def render_consolidated_form(session: Session, actor: Any, name: str, fmt: str, *, now: dt.datetime,

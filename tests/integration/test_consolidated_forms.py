@@ -288,3 +288,20 @@ def test_the_rows_are_read_part_by_part(tree: World) -> None:
         assert next(rows)[1] == C1_NAME and form.subtotals == []  # the totals are counted as the rows go
         rest = list(rows)
         assert len(rest) == 5 and [n for n, _ in form.subtotals] == [C1_NAME, C2_NAME]
+
+
+def test_a_pre_tenancy_campaign_counts_each_committees_own_branches(tree: World) -> None:
+    """A campaign made before committees existed covers every committee: its branches are listed under
+    their own committee (the cases narrowed by the branch's committee), no empty 小计 for the others."""
+    from sqlalchemy import update
+
+    from workflow.models import CampaignRow
+
+    with tree.sessions() as s, s.begin():
+        s.execute(update(CampaignRow).where(CampaignRow.code == "haitang-2026").values(committee_id=None))
+    with tree.sessions() as s:
+        rows = grid(export(s, PARENT_ORG, "summary"))
+        body = body_rows(rows)
+        assert [r[1] for r in body] == [C1_NAME] * 4 + [C2_NAME] * 2
+        t = totals(rows)
+        assert list(t) == [C1_NAME, C2_NAME, "各党委合计"] and t["各党委合计"]["党支部总数"] == "6"
