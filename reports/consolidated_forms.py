@@ -303,7 +303,8 @@ def render_consolidated_form(session: Session, actor: Any, name: str, fmt: str, 
     rows = form.rows(parts(session, data, per_branch=cls.inner.per_branch))
     stamp = now.astimezone(CHINA).strftime("%Y%m%d-%H%M")
     unit = f"{data['committee'] or 'all'}-{data['year'] or ''}"
-    return Rendered(filename=safe_name(f"{form.label}-{unit}-{stamp}.{fmt}"),
+    title = form.label.replace("（", "-").replace("）", "")  # 党支部分类定级汇总表-各党委逐支部汇总: no "_" in the name
+    return Rendered(filename=safe_name(f"{title}-{unit}-{stamp}.{fmt}"),
                     ascii_filename=safe_name(f"{name}-consolidated-{unit}-{stamp}.{fmt}".encode("ascii", "replace")
                                              .decode()),
                     media_type=MEDIA_TYPES[fmt], body=WRITERS[fmt](form, rows))
