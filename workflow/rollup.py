@@ -108,11 +108,12 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         else:
             # every campaign is one committee's, and its cases are that committee's: per campaign, credited
             # to the campaign's committee
-            groups = ((by_id[r[1]].committee_id, *r[1:])
-                      for r in tallies.rollup_groups(session, list(by_id), today))
+            owner = {c.id: c.committee_id for c in camps}
+            groups = ((owner[r[1]], *r[1:]) for r in tallies.rollup_groups(session, list(by_id), today))
         # per campaign once: each grade code's label and rank, and the lowest grade's code
         bands = {cid: ({b.code: (b.grade, p.grading.scale.rank(b.code)) for b in p.grading.scale.bands},
                        p.grading.scale.lowest.code) for cid, p in parsed.items()}
+        code_of = {c.id: c.code for c in camps}
         for k, camp_id, stage, grade, previous, n, n_late in groups:
             scale_of, lowest = bands[camp_id]
             into_id = into.get(int(k), own)
@@ -122,7 +123,7 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
             t["branches"] += n
             t["overdue"] += int(n_late or 0)
             t["stages"][stage] += n
-            t["campaigns"].add(by_id[camp_id].code)
+            t["campaigns"].add(code_of[camp_id])
             band = scale_of.get(grade) if grade else None
             if band is not None:
                 t["grades"][band[0]] += n
