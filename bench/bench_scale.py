@@ -8,9 +8,11 @@ Times (wall clock, median of ``--reps`` runs after one warm-up; one committee pi
 
 * the quiet sweep of one committee's campaign (``scheduler.sweep.sweep(campaign_code=…)``), after a
   catch-up sweep at ``--as-of`` has queued that campaign's reminders and escalations;
-* one committee's dashboard: the page's GROUP BY (service/pages/dashboard.py) and ``views.campaign_stats``;
-* a province's roll-up and the national roll-up (``workflow.rollup`` when it is there, else the
-  GROUP BY over the committee subtree written here);
+* one committee's dashboard: the page's counts (service/pages/dashboard.py: ``workflow.tallies.dashboard_groups``
+  over the case tallies, migration 0014) and, for comparison in the same run, the GROUP BY over the cases
+  the page ran before; ``views.campaign_stats``;
+* a province's roll-up and the national roll-up (``workflow.rollup``, which reads the case tallies, and
+  the plain GROUP BY over the committee subtree written here, over the cases and over the tallies);
 * a branch page (``views.show``, which is ``repository.load_case`` + the card) and ``load_case`` alone;
 * a branch's history (``views.history``).
 
@@ -59,6 +61,11 @@ DASHBOARD_SQL = (  # the dashboard page's query (service/pages/dashboard.py) for
     "FROM cases c JOIN branches b ON b.id = c.branch_id JOIN committees m ON m.id = b.committee_id "
     "LEFT JOIN general_branches g ON g.id = b.general_branch_id WHERE c.campaign_id = :camp "
     "GROUP BY g.code, g.name, c.stage, c.grade")
+ROLLUP_TALLY_SQL = (  # ROLLUP_SQL over the case tallies (migration 0014) instead of the cases
+    "SELECT m.code, t.stage, t.grade, SUM(t.n) AS n, "
+    "SUM(CASE WHEN t.deadline < :today AND t.stage <> 'accepted' THEN t.n ELSE 0 END) AS late "
+    "FROM committees m JOIN campaigns k ON k.committee_id = m.id JOIN case_tallies t ON t.campaign_id = k.id "
+    "WHERE m.path LIKE :prefix AND k.year = :year GROUP BY m.code, t.stage, t.grade HAVING SUM(t.n) <> 0")
 OVERDUE_SQL = (  # the dashboard's list of the 30 most overdue branches
     "SELECT b.code, b.name, c.stage, c.deadline FROM cases c JOIN branches b ON b.id = c.branch_id "
     "WHERE c.campaign_id = :camp AND c.stage <> 'accepted' AND c.deadline < :today "
@@ -212,6 +219,13 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
             conn.execute(text(DASHBOARD_SQL), {"camp": camp_id, "today": today}).all()
             conn.execute(text(OVERDUE_SQL), {"camp": camp_id, "today": today}).all()
 
+    def dash_tallies() -> None:
+        from workflow import tallies
+
+        with sessions() as s:
+            tallies.dashboard_groups(s, camp_id, today)
+            s.execute(text(OVERDUE_SQL), {"camp": camp_id, "today": today}).all()
+
     def dash_stats() -> None:
         with sessions() as s:
             views.campaign_stats(s, campaign=camp_code)
@@ -226,6 +240,12 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
         def go() -> None:
             with engine.connect() as conn:
                 conn.execute(text(ROLLUP_SQL), {"prefix": prefix + "%", "year": args.year, "today": today}).all()
+        return go
+
+    def rollup_tallies(prefix: str) -> Callable[[], None]:
+        def go() -> None:
+            with engine.connect() as conn:
+                conn.execute(text(ROLLUP_TALLY_SQL), {"prefix": prefix + "%", "year": args.year, "today": today}).all()
         return go
 
     def rollup_t1(code: str) -> Callable[[], None]:
@@ -266,20 +286,30 @@ def run(engine: Engine, args: argparse.Namespace, as_of: dt.date) -> None:
     explain_sql[f"roll-up {province}"] = [(ROLLUP_SQL, {"prefix": province_path + "%", "year": args.year,
                                                         "today": today}, False)]
     explain_sql["roll-up national"] = [(ROLLUP_SQL, {"prefix": "/1/%", "year": args.year, "today": today}, False)]
+    explain_sql[f"roll-up {province} (tallies)"] = [(ROLLUP_TALLY_SQL, {"prefix": province_path + "%",
+                                                                        "year": args.year, "today": today}, False)]
+    explain_sql["roll-up national (tallies)"] = [(ROLLUP_TALLY_SQL, {"prefix": "/1/%", "year": args.year,
+                                                                    "today": today}, False)]
     for name, fn in (("quiet sweep", quiet), ("campaign_stats", dash_stats), ("branch page (views.show)", show),
-                     ("history", hist)):
+                     ("history", hist), ("dashboard (tallies)", dash_tallies)):
         with captured(engine) as seen:
             fn()
         explain_sql[name] = [(stmt, params, True) for stmt, params in seen]
     cases = [
         ("quiet sweep", f"sweep(campaign_code={camp_code})", quiet, GOAL_SWEEP_MS, explain_sql["quiet sweep"]),
-        ("dashboard (page GROUP BY)", "dashboard GROUP BY + overdue list", dash_sql, GOAL_PAGE_MS,
-         explain_sql["dashboard (page GROUP BY)"]),
+        ("dashboard (tallies)", "the page's counts from case_tallies_gb + overdue list", dash_tallies, GOAL_PAGE_MS,
+         explain_sql["dashboard (tallies)"]),
+        ("dashboard (page GROUP BY)", "before the tallies: GROUP BY over the cases + overdue list", dash_sql,
+         GOAL_PAGE_MS, explain_sql["dashboard (page GROUP BY)"]),
         ("campaign_stats", "views.campaign_stats", dash_stats, GOAL_PAGE_MS, explain_sql["campaign_stats"]),
         (f"roll-up {province}", f"{n_prov:,} branches", rollup(province_path, province), GOAL_PAGE_MS,
          explain_sql[f"roll-up {province}"]),
         ("roll-up national", f"{n_branches:,} branches", rollup("/1/", "CN"), GOAL_PAGE_MS,
          explain_sql["roll-up national"]),
+        (f"roll-up {province} (tallies)", "the plain GROUP BY over case_tallies", rollup_tallies(province_path),
+         GOAL_PAGE_MS, explain_sql[f"roll-up {province} (tallies)"]),
+        ("roll-up national (tallies)", "the plain GROUP BY over case_tallies", rollup_tallies("/1/"), GOAL_PAGE_MS,
+         explain_sql["roll-up national (tallies)"]),
         ("branch page (views.show)", branch, show, GOAL_PAGE_MS, explain_sql["branch page (views.show)"]),
         ("load_case", branch, load, GOAL_PAGE_MS, explain_sql["load_case"]),
         ("history", branch, hist, GOAL_PAGE_MS, explain_sql["history"]),
