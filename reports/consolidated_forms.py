@@ -238,7 +238,7 @@ class TasksConsolidated(ConsolidatedForm):
 
     inner = Tasks
     name = "tasks"
-    label = Tasks.label + SUFFIX
+    label = Tasks.label + "（各党委汇总）"
     columns = _columns(Tasks)
 
     @property

@@ -66,7 +66,8 @@ def register(cli: click.Group) -> None:
     @click.option("--export", "export", type=click.Path(), default=None,
                   help="另存汇总表到此文件（.xlsx 或 .csv）或已有目录；不给出 --form 时为每个党委一行的分类定级汇总表")
     @click.option("--form", "form", default=None,
-                  help="逐支部汇总报表：" + "、".join(f"{k}={v}" for k, v in FORM_CHOICES.items()))
+                  help="导出哪张汇总表（默认 committees，每个党委一行；其余为各党委逐支部汇总）："
+                  + "、".join(f"{k}={v}" for k, v in FORM_CHOICES.items()))
     @click.option("--format", "fmt", default=None, help="xlsx、csv（UTF-8 BOM）或 html；默认按文件扩展名，目录时为 xlsx")
     @now_option
     def rollup_(committee: str | None, year: int | None, as_email: str | None, as_json: bool,
