@@ -105,6 +105,9 @@ def test_the_api_and_bad_requests(parent: Site) -> None:
     assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbf")
     assert "党支部整改汇总表（各党委逐支部汇总）" in r.content.decode("utf-8-sig")
     assert parent.call(PARENT_ORG, "GET", "/api/rollup/forms/rectification").content[:2] == b"PK"
+    printable = parent.page_client(PARENT_ORG).get("/rollup/forms/movement.html", params={"committee": "P"})
+    assert printable.status_code == 200 and printable.headers["content-type"].startswith("text/html")
+    assert "<h1>上级党委2026年党支部晋位升级对比表（各党委逐支部汇总）</h1>" in printable.text
     bad = parent.call(PARENT_ORG, "GET", "/api/rollup/forms/nope")
     assert bad.status_code == 422 and "没有名为 'nope' 的汇总报表" in bad.json()["message"]
     assert parent.call(None, "GET", "/api/rollup/forms/summary").status_code == 401
