@@ -13,25 +13,32 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from workflow.case import UnknownEvent, apply, current_grade, new_state
+from workflow.case import APPLIERS, UnknownEvent, apply, current_grade, new_state
 from workflow.errors import InvalidInput
 from workflow.models import Branch, CampaignRow, CaseRow, EventRow
 
 GENESIS = "0" * 64
 
 
+# What json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds on every call,
+# built once: the same encoder with the same options, so the bytes are the same (a fresh encoder per
+# call cost more than encoding a small event).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(event: dict[str, Any]) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL(event)
 
 
 def chain(prev_hash: str, body: str) -> str:
@@ -76,93 +83,151 @@ class Report:
 MAX_PER_CHAIN = 20  # problems listed per chain; the rest are counted
 
 
+_REPLAY_ERRORS = (UnknownEvent, KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
 def _check_case(
-    campaign: str, branch: str, case: Any, rows: list[Any], report: Report,
+    campaign: str, branch: str, case: Any, rows: Iterable[Any], report: Report,
     derived_deadline: Callable[[dict[str, Any]], dt.date | None] | None = None,
     at_equal: Callable[[str, Any], bool] | None = None,
 ) -> None:
     """Check one chain link by link. After a bad link it goes on checking (and counting) the rest of the
-    chain against each event's stored predecessor, so every bad event is reported, not only the first."""
+    chain against each event's stored predecessor, so every bad event is reported, not only the first.
+
+    ``rows`` are ``(case_id, id, seq, kind, at, actor, body, prev_hash, hash, at_text)``: ``at_text`` is the
+    stored ``at`` as the body writes it (``iso()``), or None where the database could not say. A link that
+    passes every check at once (seq, predecessor, hash, a JSON object whose kind/actor/at equal the indexed
+    columns, the first one the branch's opening in this campaign, a known kind, the replay still going) takes
+    the fast path; any other goes through :func:`_link_problems`, which makes each check on its own and
+    names every problem, exactly as before the fast path existed.
+    """
     prev = GENESIS
     state: dict[str, Any] | None = new_state(campaign, branch)
-    found = 0
-    sha256, loads = hashlib.sha256, orjson.loads  # orjson's errors are ValueErrors too
-    equal_at = at_equal or (lambda body_at, stored: bool(parse_iso(body_at) == stored))
-    report.events += len(rows)
-    for expected_seq, row in enumerate(rows, 1):
-        rid, seq, kind, at, actor, body, prev_hash, h = row
-        bad_here: list[str] = []
-        if seq != expected_seq:
-            bad_here.append(f"序号应为 {expected_seq}，实为 {seq}：事件被删除或插入")
-        elif prev_hash != prev:
-            bad_here.append("前一事件哈希不符：事件被删除、插入或调换了顺序")
-        if sha256((prev_hash + body).encode("utf-8")).hexdigest() != h:  # = chain(prev_hash, body)
-            bad_here.append("哈希不符：事件内容被修改")
-        ev: Any = None
-        try:
-            ev = loads(body)
-        except ValueError:
-            bad_here.append("事件内容不是有效的 JSON")
-        if type(ev) is dict:
+    found = n = 0
+    sha256, loads, appliers = hashlib.sha256, orjson.loads, APPLIERS  # orjson's errors are ValueErrors too
+    equal_at = at_equal or _parsed_at_equal
+    problems = report.problems
+    for row in rows:
+        n += 1
+        _cid, rid, seq, kind, _at, actor, body, prev_hash, h, at_text = row
+        if seq == n and prev_hash == prev and state is not None and at_text is not None \
+                and sha256((prev_hash + body).encode("utf-8")).hexdigest() == h:  # = chain(prev_hash, body)
             try:
-                same = ev["kind"] == kind and ev["actor"] == actor and equal_at(ev["at"], at)
+                ev = loads(body)  # a list, string, number or null fails the lookups below with a TypeError
+                fast = ev["kind"] == kind and ev["actor"] == actor and ev["at"] == at_text
             except (KeyError, TypeError, ValueError):
-                bad_here.append("事件内容缺少或写错了 kind/actor/at")
-            else:
-                if not same:
-                    bad_here.append("索引列（kind/actor/at）与已签名的事件内容不一致")
-            if expected_seq == 1 and not bad_here and (ev.get("kind") != "opened" or ev.get("payload", {}).get("branch") != branch
-                                      or ev.get("payload", {}).get("campaign") != campaign):
-                bad_here.append("第一条事件不是本支部在本活动中的立案：事件链被挪到了别的支部")
-        elif ev is not None:
-            bad_here.append("事件内容不是对象")
-        if state is not None and not bad_here:
-            try:
-                apply(state, ev, in_place=True)
-            except (UnknownEvent, KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-                bad_here.append(f"无法重放：{exc}")
+                fast = False
+            if fast and n == 1:  # the case's opening, in this branch and this campaign
+                p = ev.get("payload")
+                fast = kind == "opened" and type(p) is dict and p.get("branch") == branch \
+                    and p.get("campaign") == campaign
+            if fast and (fn := appliers.get(kind)) is not None:
+                try:
+                    fn(state, ev)  # = apply(state, ev, in_place=True)
+                except _REPLAY_ERRORS as exc:
+                    state = None
+                    found += 1
+                    if found <= MAX_PER_CHAIN:
+                        problems.append(Problem(campaign=campaign, branch=branch, seq=seq, event_id=rid,
+                                                problem=f"无法重放：{exc}"))
+                prev = h
+                continue
+        bad_here = _link_problems(campaign, branch, n, prev, state, row, equal_at)
         if bad_here:
             state = None  # the replay stops at the first bad event; the links are still checked
             for msg in bad_here:
                 found += 1
                 if found <= MAX_PER_CHAIN:
-                    report.problems.append(Problem(campaign=campaign, branch=branch, seq=seq, event_id=rid, problem=msg))
+                    problems.append(Problem(campaign=campaign, branch=branch, seq=seq, event_id=rid, problem=msg))
         prev = h
+    report.events += n
     if found > MAX_PER_CHAIN:
-        report.problems.append(Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
-                                       problem=f"本链另有 {found - MAX_PER_CHAIN} 处问题未列出"))
+        problems.append(Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
+                                problem=f"本链另有 {found - MAX_PER_CHAIN} 处问题未列出"))
     if case is None or state is None:
         return
     c_version, c_stage, c_grade, c_deadline, c_state, *rest = case
-    c_prev = rest[0] if rest else state.get("previous_grade")  # last year's grade (issue 12), a projection too
-    if c_version != len(rows):
-        report.problems.append(
+    prev_grade = state.get("previous_grade")
+    c_prev = rest[0] if rest else prev_grade  # last year's grade (issue 12), a projection too
+    if c_version != n:
+        problems.append(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
-                    problem=f"当前状态版本 {c_version} 与事件数 {len(rows)} 不符")
+                    problem=f"当前状态版本 {c_version} 与事件数 {n} 不符")
         )
         return
     want_deadline = derived_deadline(state) if derived_deadline is not None else c_deadline
-    if (c_state != state or c_stage != state["stage"] or c_grade != current_grade(state)
-            or c_deadline != want_deadline or c_prev != state.get("previous_grade")):
+    grade = current_grade(state)
+    if (c_state != state or c_stage != state["stage"] or c_grade != grade
+            or c_deadline != want_deadline or c_prev != prev_grade):
         diff = sorted(k for k in set(state) | set(c_state) if state.get(k) != c_state.get(k))
         if c_stage != state["stage"]:
             diff.insert(0, f"stage={c_stage}≠{state['stage']}")
-        if c_grade != current_grade(state):
-            diff.append(f"grade={c_grade}≠{current_grade(state)}")
+        if c_grade != grade:
+            diff.append(f"grade={c_grade}≠{grade}")
         if c_deadline != want_deadline:
             diff.append(f"deadline={c_deadline}≠{want_deadline}")
-        if c_prev != state.get("previous_grade"):
-            diff.append(f"previous_grade={c_prev}≠{state.get('previous_grade')}")
-        report.problems.append(
+        if c_prev != prev_grade:
+            diff.append(f"previous_grade={c_prev}≠{prev_grade}")
+        problems.append(
             Problem(campaign=campaign, branch=branch, seq=None, event_id=None,
                     problem=f"当前状态与事件重放结果不一致（{', '.join(diff)}）")
         )
 
 
-_CASES_SQL = ("SELECT c.id, cp.code, b.code, c.version, c.stage, c.grade, c.deadline, c.state, c.previous_grade FROM cases c "
+def _parsed_at_equal(body_at: str, stored: Any) -> bool:
+    return bool(parse_iso(body_at) == stored)
+
+
+def _link_problems(campaign: str, branch: str, expected_seq: int, prev: str, state: dict[str, Any] | None,
+                   row: Any, equal_at: Callable[[str, Any], bool]) -> list[str]:
+    """Every problem of one link, each check made on its own; replays the event into ``state`` if none."""
+    _cid, _rid, seq, kind, at, actor, body, prev_hash, h, _at_text = row
+    bad_here: list[str] = []
+    if seq != expected_seq:
+        bad_here.append(f"序号应为 {expected_seq}，实为 {seq}：事件被删除或插入")
+    elif prev_hash != prev:
+        bad_here.append("前一事件哈希不符：事件被删除、插入或调换了顺序")
+    if hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest() != h:  # = chain(prev_hash, body)
+        bad_here.append("哈希不符：事件内容被修改")
+    ev: Any = None
+    try:
+        ev = orjson.loads(body)
+    except ValueError:
+        bad_here.append("事件内容不是有效的 JSON")
+    if type(ev) is dict:
+        try:
+            same = ev["kind"] == kind and ev["actor"] == actor and equal_at(ev["at"], at)
+        except (KeyError, TypeError, ValueError):
+            bad_here.append("事件内容缺少或写错了 kind/actor/at")
+        else:
+            if not same:
+                bad_here.append("索引列（kind/actor/at）与已签名的事件内容不一致")
+        if expected_seq == 1 and not bad_here and (ev.get("kind") != "opened" or ev.get("payload", {}).get("branch") != branch
+                                                   or ev.get("payload", {}).get("campaign") != campaign):
+            bad_here.append("第一条事件不是本支部在本活动中的立案：事件链被挪到了别的支部")
+    elif ev is not None:
+        bad_here.append("事件内容不是对象")
+    if state is not None and not bad_here:
+        try:
+            apply(state, ev, in_place=True)
+        except _REPLAY_ERRORS as exc:
+            bad_here.append(f"无法重放：{exc}")
+    return bad_here
+
+
+_CASES_SQL = ("SELECT c.id, cp.code, b.code, c.version, c.stage, c.grade, c.deadline, {state}, c.previous_grade FROM cases c "
               "JOIN campaigns cp ON cp.id = c.campaign_id JOIN branches b ON b.id = c.branch_id {where} ORDER BY c.id")
-_EVENTS_SQL = ("SELECT e.case_id, e.id, e.seq, e.kind, e.at, e.actor, e.body, e.prev_hash, e.hash FROM events e "
-               "{join} {where} ORDER BY e.case_id, e.seq")
+_EVENTS_SQL = ("SELECT e.case_id, e.id, e.seq, e.kind, e.at, e.actor, e.body, e.prev_hash, e.hash, {at_text} "
+               "FROM events e {join} {where} ORDER BY e.case_id, e.seq")
+# The stored instant as iso() writes it in the body, so the usual link compares two strings. SQLite holds
+# SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); PostgreSQL renders the timestamptz in UTC. NULL where
+# that is not so: the link then compares parsed instants as before.
+_AT_TEXT = {
+    "sqlite": "CASE WHEN typeof(e.at) = 'text' AND length(e.at) = 26 "
+              "THEN substr(e.at, 1, 10) || 'T' || substr(e.at, 12) || 'Z' END",
+    "postgresql": "CASE WHEN e.at >= TIMESTAMPTZ '0001-01-01 00:00:00+00' AND e.at < TIMESTAMPTZ '10000-01-01 00:00:00+00' "
+                  "THEN to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END",
+}
 
 
 def _sqlite_at_equal(body_at: str, stored: Any) -> bool:
@@ -171,10 +236,6 @@ def _sqlite_at_equal(body_at: str, stored: Any) -> bool:
         return True  # the usual case, without parsing: SQLAlchemy's storage format of the same instant
     return parse_iso(body_at) == (dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC)
                                   if isinstance(stored, str) else stored)
-
-
-def _pg_at_equal(body_at: str, stored: Any) -> bool:
-    return bool(parse_iso(body_at) == stored)
 
 
 def _resolve_scope(session: Session, campaign_code: str | None, branch_code: str | None) -> tuple[int | None, int | None]:
@@ -248,11 +309,13 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
         else where
     ev_join = "JOIN cases c ON c.id = e.case_id" if (camp_id is not None or branch_id is not None) else ""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    at_equal = _sqlite_at_equal if sqlite else _pg_at_equal
+    at_equal = _sqlite_at_equal if sqlite else _parsed_at_equal
     # Rows straight from the driver (SQLAlchemy's row machinery cost more than hashing them): two
     # cursors on the session's own connection, server-side on PostgreSQL so memory stays flat.
     dbapi = session.connection().connection.driver_connection
-    cases_sql, ev_sql = _CASES_SQL.format(where=where), _EVENTS_SQL.format(join=ev_join, where=ev_where)
+    # the state as text on PostgreSQL too, parsed by orjson as on SQLite (psycopg would parse the JSON with json)
+    cases_sql = _CASES_SQL.format(where=where, state="c.state" if sqlite else "c.state::text")
+    ev_sql = _EVENTS_SQL.format(join=ev_join, where=ev_where, at_text=_AT_TEXT.get(session.get_bind().dialect.name, 'NULL'))
     if not sqlite:  # psycopg's named parameters
         for k in params:
             cases_sql, ev_sql = cases_sql.replace(f":{k}", f"%({k})s"), ev_sql.replace(f":{k}", f"%({k})s")
@@ -263,35 +326,44 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
             cases_cur.itersize, ev_cur.itersize = 2000, 10000
         cases_cur.execute(cases_sql, params)
         ev_cur.execute(ev_sql, params)
-        _stream_cases(report, cases_cur, iter(ev_cur), deadline_of, at_equal)
+        if sqlite:
+            _stream_cases(report, cases_cur, iter(ev_cur), deadline_of, at_equal)
+        else:  # psycopg's server-side cursor steps row by row in Python; its batches are plain lists
+            _stream_cases(report, _rows(cases_cur, 2000), _rows(ev_cur, 10000), deadline_of, at_equal)
     finally:
         cases_cur.close()
         ev_cur.close()
     return report
 
 
+def _rows(cur: Any, size: int) -> Iterator[Any]:
+    """The cursor's rows, fetched ``size`` at a time and chained in C."""
+    return itertools.chain.from_iterable(iter(partial(cur.fetchmany, size), []))
+
+
 def _stream_cases(report: Report, cases_cur: Any, events: Iterator[Any],
                   deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]],
                   at_equal: Callable[[str, Any], bool]) -> None:
-    pending = next(events, None)
+    groups = itertools.groupby(events, itemgetter(0))  # events come by case id, then seq: one group a case
+    gid, grp = next(groups, (None, ()))
     for case_id, camp, branch, version, stage, grade, deadline, state, prev_grade in cases_cur:
-        rows: list[Any] = []
-        while pending is not None and pending[0] < case_id:
-            _orphan(report, pending)
-            pending = next(events, None)
-        while pending is not None and pending[0] == case_id:
-            rows.append(pending[1:])
-            pending = next(events, None)
+        while gid is not None and gid < case_id:
+            for row in grp:
+                _orphan(report, row)
+            gid, grp = next(groups, (None, ()))
         if isinstance(state, str | bytes):
             state = orjson.loads(state)
         if isinstance(deadline, str):
             deadline = dt.date.fromisoformat(deadline)
         report.cases += 1
-        _check_case(camp, branch, (version, stage, grade, deadline, state, prev_grade), rows, report,
-                    deadline_of.get(camp), at_equal)
-    while pending is not None:
-        _orphan(report, pending)
-        pending = next(events, None)
+        _check_case(camp, branch, (version, stage, grade, deadline, state, prev_grade),
+                    grp if gid == case_id else (), report, deadline_of.get(camp), at_equal)
+        if gid == case_id:
+            gid, grp = next(groups, (None, ()))
+    while gid is not None:
+        for row in grp:
+            _orphan(report, row)
+        gid, grp = next(groups, (None, ()))
 
 
 def _orphan(report: Report, row: Any) -> None:
@@ -338,13 +410,16 @@ def verify_parallel(session: Session, url: str, *, workers: int) -> Report:
     from workflow.masterlog import verify_master
 
     report = Report()
-    for camp, seq, problem in verify_changes(session):
-        report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
-    for subject, seq, problem in verify_master(session):
-        report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
     ranges = case_ranges(session, workers)
     with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for cases, events, problems in pool.map(_verify_range, [url] * len(ranges), *zip(*ranges, strict=True)):
+        futures = [pool.submit(_verify_range, url, lo, hi) for lo, hi in ranges]
+        # the campaign and master-data chains here while the workers start and check the branches
+        for camp, seq, problem in verify_changes(session):
+            report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
+        for subject, seq, problem in verify_master(session):
+            report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
+        for fut in futures:
+            cases, events, problems = fut.result()
             report.cases += cases
             report.events += events
             report.problems.extend(Problem(**p) for p in problems)

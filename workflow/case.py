@@ -92,9 +92,22 @@ def _closed(s: State, e: Event) -> None:
     s["closed"] = {"reason": e["payload"]["reason"], "by": e["actor"], "at": e["at"]}
 
 
+# Stage by value without Enum.__call__ (the replay's hot path); anything else still goes through Stage(),
+# so a bad value raises exactly what it raised before.
+_STAGES: dict[Any, Stage] = {s.value: s for s in Stage}
+_COMMITTEE_GRADING, _PUBLICITY = Stage.committee_grading, Stage.publicity
+
+
+def _stage(value: Any) -> Stage:
+    try:
+        return _STAGES[value]
+    except (KeyError, TypeError):
+        return Stage(value)
+
+
 def _recorded(s: State, e: Event) -> None:
     stage = e["payload"]["stage"]
-    merge = spec_for(Stage(stage)).extra.get("merge")
+    merge = spec_for(_stage(stage)).extra.get("merge")
     old = s["records"].get(stage, {})
     data = e["payload"]["data"]
     s["records"][stage] = merge(old, data) if merge else {**old, **data}
@@ -152,10 +165,10 @@ def _inspected(s: State, e: Event) -> None:
 
 def _moved(s: State, e: Event) -> None:
     p = e["payload"]
-    src, dest = Stage(p["from"]), Stage(p["to"])
-    s["stage"] = dest.value
+    src, dest = _stage(p["from"]), _stage(p["to"])
+    s["stage"] = dest._value_
     s["stage_entered_at"] = e["at"]
-    if src is Stage.committee_grading and dest is Stage.publicity:
+    if src is _COMMITTEE_GRADING and dest is _PUBLICITY:
         s["final_grade"] = (s["adjustment"] or s["grade"])["grade"]
     if p["trigger"] == "uphold_objection":
         # The published grade is void: the committee grades and signs again.
