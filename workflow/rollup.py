@@ -13,6 +13,7 @@ each campaign's own grade scale — two committees may grade on different scales
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from states.base import Role, Stage
 from workflow import tallies, tenancy
 from workflow.errors import Forbidden
-from workflow.models import CampaignRow, Committee
+from workflow.models import CampaignChangeRow, CampaignRow, Committee
 from workflow.repository import _campaign
 
 ROLLUP_ROLES = (Role.org_department, Role.auditor)
@@ -85,14 +86,17 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
     if year is None:
         year = session.scalar(select(func.max(CampaignRow.year)).where(
             or_(CampaignRow.committee_id.in_(in_tree), CampaignRow.committee_id.is_(None))))
-    camps = session.scalars(select(CampaignRow).where(
+    last_change = (select(func.max(CampaignChangeRow.seq)).where(CampaignChangeRow.campaign_id == CampaignRow.id)
+                   .scalar_subquery())
+    camps = session.execute(select(CampaignRow.id, CampaignRow.code, CampaignRow.name, CampaignRow.committee_id,
+                                   last_change.label("seq")).where(
         CampaignRow.year == year, or_(CampaignRow.committee_id.in_(in_tree), CampaignRow.committee_id.is_(None)))
         .order_by(CampaignRow.code)).all() if year is not None else []
     by_id = {c.id: c for c in camps}
-    # parsed once per process and configuration (repository's per-id cache: a province has more campaigns
-    # than the small per-code LRU holds, and re-parsing each configuration costs more than the GROUP BY)
-    parsed = {c.id: _campaign(c.id, c.code, c.config) for c in camps}
-    today = now.astimezone(next(iter(parsed.values())).tz).date() if parsed else now.date()
+    # each campaign's grade scale and time zone, kept per database while its change log has the same last seq
+    # (a national roll-up covers 968 campaigns: their configurations' text is fetched only when one changed)
+    parsed = _scales(session, camps)
+    today = now.astimezone(next(iter(parsed.values()))[2]).date() if parsed else now.date()
     totals: dict[int, dict[str, Any]] = {}
     if camps:
         # group key: the child committee whose subtree holds the branch; the root's own branches as root
@@ -110,12 +114,9 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
             # to the campaign's committee
             owner = {c.id: c.committee_id for c in camps}
             groups = ((owner[r[1]], *r[1:]) for r in tallies.rollup_groups(session, list(by_id), today))
-        # per campaign once: each grade code's label and rank, and the lowest grade's code
-        bands = {cid: ({b.code: (b.grade, p.grading.scale.rank(b.code)) for b in p.grading.scale.bands},
-                       p.grading.scale.lowest.code) for cid, p in parsed.items()}
         code_of = {c.id: c.code for c in camps}
         for k, camp_id, stage, grade, previous, n, n_late in groups:
-            scale_of, lowest = bands[camp_id]
+            scale_of, lowest, _tz = parsed[camp_id]
             into_id = into.get(int(k), own)
             t = totals.get(into_id)
             if t is None:
@@ -160,6 +161,37 @@ def rollup(session: Session, actor: Any, *, now: dt.datetime, committee: str | N
         "rows": rows,
         "total": _row(root.code if root else "", "合计", "合计", grand),
     }
+
+
+# a campaign's grade code → (label, rank), its lowest grade's code, its time zone
+Scale = tuple[dict[str, tuple[str, int]], str, Any]
+# per database (engine): campaign id → (last change seq, code, scale)
+_SCALES: weakref.WeakKeyDictionary[Any, dict[int, tuple[int | None, str, Scale]]] = weakref.WeakKeyDictionary()
+
+
+def _scales(session: Session, camps: Any) -> dict[int, Scale]:
+    """Each campaign's grade codes with their labels and ranks, its lowest grade and time zone. Parsed once
+    per process and configuration (repository's per-id cache), and remembered per database while the
+    campaign's change log has the same last seq: every change of a configuration appends to that log in the
+    same transaction (as ``repository``'s hot path relies on)."""
+    per_db = _SCALES.setdefault(session.get_bind().engine, {})
+    out: dict[int, Scale] = {}
+    missing = []
+    for c in camps:
+        hit = per_db.get(c.id)
+        if hit is not None and hit[0] == c.seq and hit[1] == c.code:
+            out[c.id] = hit[2]
+        else:
+            missing.append(c)
+    if missing:
+        seqs = {c.id: c.seq for c in missing}
+        for cid, code, config in session.execute(select(CampaignRow.id, CampaignRow.code, CampaignRow.config)
+                                                 .where(CampaignRow.id.in_(list(seqs)))):
+            p = _campaign(cid, code, config)
+            sc = p.grading.scale
+            out[cid] = ({b.code: (b.grade, sc.rank(b.code)) for b in sc.bands}, sc.lowest.code, p.tz)
+            per_db[cid] = (seqs[cid], code, out[cid])
+    return out
 
 
 def _credit(session: Session, children: Any, own: int, each: bool) -> dict[int, int]:
