@@ -10,6 +10,7 @@ Builds (or reuses) a SQLite database of N branches moved through all seven stage
 (a) the raw bound: the same event rows streamed with ``sqlite3`` (same query and order as verify), each
     one's ``sha256(prev_hash ‖ body)`` computed and compared and its body parsed with ``orjson.loads``;
 (b) ``audit.verify`` in this process: events/s (wall) and CPU seconds; ``ratio`` = its CPU ÷ (a)'s CPU;
+    also its CPU without the master-data chains (``verify(master=False)``: branches' chains and projections);
 (c) ``audit.verify_parallel`` with ``--workers`` processes: events/s (wall), CPU of parent + children.
 
 With ``--url`` (a PostgreSQL server; a database ``bf_verify_<N>`` is created there and the SQLite rows are
@@ -152,6 +153,10 @@ def measure(label: str, url: str, raw: Callable[[], tuple[int, int]], workers: i
         with sessions() as s:
             return audit.verify(s)
 
+    def cases_only() -> audit.Report:  # the branches' chains and projections, without the master-data chains
+        with sessions() as s:
+            return audit.verify(s, master=False)
+
     def parallel() -> audit.Report:
         with sessions() as s:
             return audit.verify_parallel(s, url, workers=workers)
@@ -160,17 +165,20 @@ def measure(label: str, url: str, raw: Callable[[], tuple[int, int]], workers: i
     assert bad == 0
     v_wall, v_cpu, _, rep = timed(single, repeat)
     assert rep.ok and rep.events == events, (rep.events, events, rep.problems[:3])
+    _, c_cpu, _, _ = timed(cases_only, repeat)
     p_wall, _, p_cpu, prep = timed(parallel, repeat)
     assert prep.ok and prep.events == events, (prep.events, events, prep.problems[:3])
     engine.dispose()
     out = {"events": events, "raw_cpu_s": round(r_cpu, 3), "raw_events_per_s_cpu": round(events / r_cpu),
            "verify_wall_s": round(v_wall, 3), "verify_cpu_s": round(v_cpu, 3),
            "events_per_s": round(events / v_wall), "events_per_s_cpu": round(events / v_cpu),
-           "ratio": round(v_cpu / r_cpu, 2), "workers": workers, "parallel_wall_s": round(p_wall, 3),
+           "ratio": round(v_cpu / r_cpu, 2), "cases_only_cpu_s": round(c_cpu, 3),
+           "cases_only_events_per_s_cpu": round(events / c_cpu), "workers": workers, "parallel_wall_s": round(p_wall, 3),
            "parallel_cpu_s": round(p_cpu, 3), "parallel_events_per_s": round(events / p_wall)}
     print(f"{label}: {events:,} events; raw hash+parse {r_cpu:.2f} s CPU ({events / r_cpu:,.0f}/s); "
           f"verify {v_wall:.2f} s wall, {v_cpu:.2f} s CPU → {events / v_wall:,.0f} events/s "
-          f"({events / v_cpu:,.0f}/CPU s, {v_cpu / r_cpu:.2f}× raw); "
+          f"({events / v_cpu:,.0f}/CPU s, {v_cpu / r_cpu:.2f}× raw; without the master-data chains "
+          f"{c_cpu:.2f} s CPU, {events / c_cpu:,.0f}/CPU s); "
           f"{workers} workers {p_wall:.2f} s wall, {p_cpu:.2f} s CPU in all → {events / p_wall:,.0f} events/s")
     return out
 
