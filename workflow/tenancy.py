@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     event,
     exists,
     false,
@@ -78,9 +80,24 @@ class Scope:
         return not (self.everything or self.subtree or self.committees or self.general_branches or self.branches)
 
 
+def _roles(actor: Any) -> frozenset[tuple[Role, str]]:
+    roles = actor.roles
+    return roles if isinstance(roles, frozenset) else frozenset(roles)
+
+
+# The builders below are pure functions of the actor's roles: memoised by them, so a request does not
+# rebuild (and SQLAlchemy does not re-key) the same clauses for every query of every page. The clauses
+# are immutable; the data they select is read when they run.
+_MEMO = 4096
+
+
 def scope_of(actor: Any) -> Scope:
     """The reading scope of an :class:`workflow.service.Actor` (anything with ``roles``)."""
-    roles: Iterable[tuple[Role, str]] = actor.roles
+    return _scope_of(_roles(actor))
+
+
+@lru_cache(maxsize=_MEMO)
+def _scope_of(roles: frozenset[tuple[Role, str]]) -> Scope:
     everything = False
     subtree: set[str] = set()
     own: set[str] = set()
@@ -103,6 +120,13 @@ def scope_of(actor: Any) -> Scope:
 
 # --- SQL -----------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Roles:
+    """The roles alone, standing for the actor inside the memoised builders."""
+
+    roles: frozenset[tuple[Role, str]]
+
+
 def _subtree_of(codes: Iterable[str]) -> ColumnElement[bool]:
     """``committees.path`` starts with the path of one of the committees ``codes`` (a root with no path —
     never set — matches only itself, never everything)."""
@@ -115,6 +139,12 @@ def _subtree_of(codes: Iterable[str]) -> ColumnElement[bool]:
 def readable_committees(actor: Any) -> Select[tuple[int]] | None:
     """``SELECT id FROM committees WHERE …``: the committees whose every branch the actor reads;
     ``None`` for the whole deployment."""
+    return _readable_committees(_roles(actor))
+
+
+@lru_cache(maxsize=_MEMO)
+def _readable_committees(roles: frozenset[tuple[Role, str]]) -> Select[tuple[int]] | None:
+    actor = _Roles(roles)
     sc = scope_of(actor)
     if sc.everything:
         return None
@@ -130,6 +160,12 @@ def readable_committees(actor: Any) -> Select[tuple[int]] | None:
 def home_committees(actor: Any) -> Select[tuple[int]]:
     """The committees the actor works in (not below): of their committee-level roles, general branch and
     branch. The default campaign is the latest of these when there is exactly one."""
+    return _home_committees(_roles(actor))
+
+
+@lru_cache(maxsize=_MEMO)
+def _home_committees(roles: frozenset[tuple[Role, str]]) -> Select[tuple[int]]:
+    actor = _Roles(roles)
     sc = scope_of(actor)
     parts: list[ColumnElement[bool]] = []
     if sc.subtree | sc.committees:
@@ -145,6 +181,12 @@ def home_committees(actor: Any) -> Select[tuple[int]]:
 def branch_clause(actor: Any) -> ColumnElement[bool]:
     """A condition on ``branches`` (joined in the caller's query): the branches the actor may read.
     Index-friendly: ``committee_id IN (subquery on committees)``, ``general_branch_id IN (…)``, ``code IN (…)``."""
+    return _branch_clause(_roles(actor))
+
+
+@lru_cache(maxsize=_MEMO)
+def _branch_clause(roles: frozenset[tuple[Role, str]]) -> ColumnElement[bool]:
+    actor = _Roles(roles)
     sc = scope_of(actor)
     if sc.everything:
         return true()
@@ -163,6 +205,12 @@ def branch_clause(actor: Any) -> ColumnElement[bool]:
 def campaign_clause(actor: Any) -> ColumnElement[bool]:
     """A condition on ``campaigns``: the campaigns the actor may read — of a committee they read or work in,
     and the pre-tenancy ones (no committee: they cover every committee, their cases are filtered as usual)."""
+    return _campaign_clause(_roles(actor))
+
+
+@lru_cache(maxsize=_MEMO)
+def _campaign_clause(roles: frozenset[tuple[Role, str]]) -> ColumnElement[bool]:
+    actor = _Roles(roles)
     sc = scope_of(actor)
     if sc.everything:
         return true()
@@ -187,10 +235,17 @@ def sees_everything(session: Session, actor: Any) -> bool:
         return True
     if not (sc.subtree or sc.committees):
         return False
-    other = session.scalar(select(Committee.id).where(
+    return session.scalar(_other_committee(_roles(actor))) is None
+
+
+@lru_cache(maxsize=_MEMO)
+def _other_committee(roles: frozenset[tuple[Role, str]]) -> Select[tuple[int]]:
+    """A committee with branches outside what the roles read (none: they read everything)."""
+    readable = readable_committees(_Roles(roles))
+    assert readable is not None
+    return select(Committee.id).where(
         Committee.id.not_in(readable), exists(select(Branch.id).where(Branch.committee_id == Committee.id)),
-    ).limit(1))
-    return other is None
+    ).limit(1)
 
 
 def reads_campaign_wholly(session: Session, actor: Any, row: CampaignRow) -> bool:
@@ -269,19 +324,22 @@ def check_new_campaign(session: Session, owner: Committee | None, *, code: str, 
 
 # --- the default ("latest") campaign --------------------------------------------------------------
 
+# built once (a page resolves its campaign on every request): the committee is a bound parameter
+_LATEST = select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()).limit(1)
+_LATEST_OF = _LATEST.where(or_(CampaignRow.committee_id == bindparam("committee_id"), CampaignRow.committee_id.is_(None)))
+_OWNERS = select(CampaignRow.committee_id).where(CampaignRow.committee_id.is_not(None)).distinct().limit(2)
+
+
 def latest_campaign(session: Session, *, committee_id: int | None = None) -> CampaignRow:
     """The newest campaign of ``committee_id`` (its own, or a pre-tenancy one covering everyone); with
     no committee, the newest of all when every campaign belongs to one committee at most, else
     :class:`CampaignAmbiguous`."""
-    q = select(CampaignRow).order_by(CampaignRow.year.desc(), CampaignRow.id.desc()).limit(1)
     if committee_id is not None:
-        q = q.where(or_(CampaignRow.committee_id == committee_id, CampaignRow.committee_id.is_(None)))
+        row = session.scalar(_LATEST_OF, {"committee_id": committee_id})
     else:
-        owners = session.execute(select(CampaignRow.committee_id).where(CampaignRow.committee_id.is_not(None))
-                                 .distinct().limit(2)).scalars().all()
-        if len(owners) > 1:
+        if len(session.execute(_OWNERS).scalars().all()) > 1:
             raise CampaignAmbiguous(_newest_codes(session))
-    row = session.scalar(q)
+        row = session.scalar(_LATEST)
     if row is None:
         raise NotFound("还没有任何活动：请先用 `branchflow campaign create` 创建")
     return row
@@ -299,8 +357,13 @@ def _newest_codes(session: Session) -> list[str]:
 def default_campaign(session: Session, actor: Any) -> CampaignRow:
     """The latest campaign of the actor's own committee (when they work in exactly one), else as
     :func:`latest_campaign` without a committee."""
-    ids = session.scalars(home_committees(actor).limit(2)).all()
+    ids = session.scalars(_home_two(_roles(actor))).all()
     return latest_campaign(session, committee_id=ids[0] if len(ids) == 1 else None)
+
+
+@lru_cache(maxsize=_MEMO)
+def _home_two(roles: frozenset[tuple[Role, str]]) -> Select[tuple[int]]:
+    return home_committees(_Roles(roles)).limit(2)
 
 
 def campaign_for(session: Session, actor: Any, code: str | None, *, general_branch: str | None = None) -> CampaignRow:

@@ -12,12 +12,15 @@ objections and the notices addressed to them — each one indexed count query wi
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from notifications.models import DeliveryRow, OutboxRow
+from service.auth import sees_everything
 from service.pages.scope import _scope_clause
 from service.pages.todo import OWED
 from states.base import ROLE_LABELS, Role, Stage
@@ -44,17 +47,17 @@ def role_clause(role: Role, scope: str) -> Any:
     return Committee.code == scope
 
 
-def _cases(camp_id: int) -> Any:
+def _cases(camp_id: Any) -> Any:
     return (select(func.count(func.distinct(CaseRow.id))).select_from(CaseRow)
             .join(Branch, Branch.id == CaseRow.branch_id).join(Committee, Committee.id == Branch.committee_id)
             .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
             .where(CaseRow.campaign_id == camp_id))
 
 
-def owed_clause(actor: Actor) -> Any:
+def owed_clause(roles: frozenset[tuple[Role, str]]) -> Any:
     """(stage in what the role owes AND within the role's scope) OR … over the person's roles; None: nothing."""
     parts = []
-    for role, scope in actor.roles:
+    for role, scope in sorted(roles):
         stages = [s.value for s in OWED[role]]
         if not stages:
             continue
@@ -81,19 +84,40 @@ def counts(s: Session, actor: Actor, now: dt.datetime) -> dict[str, int]:
         return out
     camp = campaign_of(camp_row)
     today = now.astimezone(camp.tz).date()
-    scope = _scope_clause(s, actor)
-    owed = owed_clause(actor)
-    if owed is not None:
-        out["todo"] = int(s.scalar(_cases(camp_row.id).where(owed)) or 0)
+    roles = actor.roles
+    todo = _todo(roles)
+    if todo is not None:
+        out["todo"] = int(s.scalar(todo, {"camp": camp_row.id}) or 0)
     if any(actor.has_role(r) for r in CHASERS):
-        q = _cases(camp_row.id).where(CaseRow.deadline < today, CaseRow.stage != Stage.accepted.value)
-        out["overdue"] = int(s.scalar(q if scope is None else q.where(scope)) or 0)
+        out["overdue"] = int(s.scalar(_overdue(roles, sees_everything(s, actor)), {"camp": camp_row.id, "today": today})
+                             or 0)
     if any(actor.has_role(r) for r in OBJECTION_READERS):
         out["objections"] = objections.open_count(s, scope=objection_scope(s, actor), campaign_row=camp_row)
-    out["notices"] = int(s.scalar(
-        select(func.count()).select_from(DeliveryRow).join(OutboxRow, OutboxRow.id == DeliveryRow.outbox_id)
-        .where(DeliveryRow.recipient == actor.email, OutboxRow.kind.in_(NOTICE_KINDS))) or 0)
+    out["notices"] = int(s.scalar(_NOTICES, {"email": actor.email}) or 0)
     return out
+
+
+# The counts' statements, built once per set of roles (they are pure functions of the roles; the
+# campaign, the day and the e-mail are bound parameters), so a page does not rebuild them per request.
+_NOTICES = (select(func.count()).select_from(DeliveryRow).join(OutboxRow, OutboxRow.id == DeliveryRow.outbox_id)
+            .where(DeliveryRow.recipient == bindparam("email"), OutboxRow.kind.in_(NOTICE_KINDS)))
+
+
+@lru_cache(maxsize=4096)
+def _todo(roles: frozenset[tuple[Role, str]]) -> Any:
+    owed = owed_clause(roles)
+    return None if owed is None else _cases(bindparam("camp")).where(owed)
+
+
+@lru_cache(maxsize=4096)
+def _overdue(roles: frozenset[tuple[Role, str]], everything: bool) -> Any:
+    q = _cases(bindparam("camp")).where(CaseRow.deadline < bindparam("today"), CaseRow.stage != Stage.accepted.value)
+    return q if everything else q.where(tenancy.branch_clause(_Roles(roles)))
+
+
+@dataclass(frozen=True)
+class _Roles:
+    roles: frozenset[tuple[Role, str]]
 
 
 def objection_scope(s: Session, actor: Actor) -> Any:
