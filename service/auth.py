@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service import passwords, sessions, throttle
@@ -197,17 +197,19 @@ def may_see(actor: Actor, where: Where) -> bool:
     return False
 
 
+_WHERE = (select(Branch.code, GeneralBranch.code.label("gb"), Committee.code.label("c"), Committee.id.label("cid"),
+                 Committee.path)
+          .join(Committee, Committee.id == Branch.committee_id)
+          .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
+          .where(Branch.code == bindparam("code")))  # built once: every request about a branch asks it
+
+
 def where_of(session: Session, branch_code: str) -> Where:
-    row = session.execute(
-        select(Branch.code, GeneralBranch.code.label("gb"), Committee.code.label("c"), Committee.id.label("cid"))
-        .join(Committee, Committee.id == Branch.committee_id)
-        .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
-        .where(Branch.code == branch_code)
-    ).first()
+    row = session.execute(_WHERE, {"code": branch_code}).first()
     if row is None:
         raise NotFound(f"找不到党支部 {branch_code!r}")
     return Where(branch=row.code, general_branch=row.gb, committee=row.c,
-                 committees=tuple(tenancy.ancestors(session, row.cid)))
+                 committees=tuple(tenancy.ancestors(session, row.cid, row.path or "")))
 
 
 def hidden(kind: str, code: str) -> NotFound:

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from workflow.errors import BranchflowError, InvalidInput
@@ -98,10 +98,15 @@ def open_session(s: Session, person: Person, *, now: dt.datetime, ip: str = "", 
     return raw
 
 
+# built once: every request looks its session or token up
+_SESSION_BY_HASH = select(WebSessionRow).where(WebSessionRow.id_hash == bindparam("h"))
+_TOKEN_BY_HASH = select(ApiTokenRow).where(ApiTokenRow.token_hash == bindparam("h"))
+
+
 def _live(s: Session, raw: str) -> WebSessionRow | None:
     if not raw or len(raw) > 128:
         return None
-    return s.scalar(select(WebSessionRow).where(WebSessionRow.id_hash == digest(raw)))
+    return s.scalar(_SESSION_BY_HASH, {"h": digest(raw)})
 
 
 def email_of(s: Session, raw: str) -> str | None:
@@ -206,7 +211,7 @@ def issue_token(s: Session, person: Person, *, now: dt.datetime, name: str, days
 
 
 def read_token(s: Session, raw: str, *, now: dt.datetime) -> Actor:
-    row = s.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest(raw))) if 0 < len(raw) <= 128 else None
+    row = s.scalar(_TOKEN_BY_HASH, {"h": digest(raw)}) if 0 < len(raw) <= 128 else None
     if row is None:
         raise NotAuthenticated("登录凭据无效，请重新登录")
     if row.revoked_at is not None:

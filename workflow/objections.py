@@ -18,9 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -201,11 +202,11 @@ def queue(session: Session, *, now: dt.datetime, scope: Any = None, campaign: st
     return out
 
 
-def _open_objections(session: Session) -> tuple[Any, Any]:
+def _open_objections(dialect: str) -> tuple[Any, Any]:
     """(a table of the case's objections, the condition "this one is open") in the database's own JSON
     functions, so that counting reads no state into Python: SQLite's json_each, PostgreSQL's
     json_array_elements."""
-    if session.get_bind().dialect.name == "sqlite":
+    if dialect == "sqlite":
         each = func.json_each(CaseRow.state, "$.objections").table_valued("value").alias("o")
         return each, func.json_extract(each.c.value, "$.status") == "open"
     elems = func.json_array_elements(CaseRow.state["objections"]).table_valued("value").alias("o")
@@ -217,12 +218,18 @@ def open_count(session: Session, *, scope: Any = None, campaign: str | None = No
     """How many objections are open within ``scope``: one count over the publicity-stage cases (the stage
     index) and their objections, in SQL."""
     camp = campaign_row or get_campaign_row(session, campaign)
-    each, is_open = _open_objections(session)
+    q = _open_count_sql(session.get_bind().dialect.name, scope)
+    return int(session.scalar(q, {"campaign_id": camp.id}) or 0)
+
+
+@lru_cache(maxsize=1024)
+def _open_count_sql(dialect: str, scope: Any) -> Any:
+    """The count's statement per dialect and scope clause (the navigation passes the same clause object for
+    the same roles, so a page does not rebuild it); the campaign is a bound parameter."""
+    each, is_open = _open_objections(dialect)
     q = (select(func.count()).select_from(CaseRow).join(Branch, Branch.id == CaseRow.branch_id)
          .join(Committee, Committee.id == Branch.committee_id)
          .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
          .join(each, true())
-         .where(CaseRow.campaign_id == camp.id, CaseRow.stage == Stage.publicity.value, is_open))
-    if scope is not None:
-        q = q.where(scope)
-    return int(session.scalar(q) or 0)
+         .where(CaseRow.campaign_id == bindparam("campaign_id"), CaseRow.stage == Stage.publicity.value, is_open))
+    return q if scope is None else q.where(scope)

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -73,15 +73,12 @@ def committee_size(session: Session, committee_code: str) -> int:
     return int(cache[committee_code])
 
 
+_MEMBERS = (select(func.count()).select_from(RoleAssignment)
+            .where(RoleAssignment.role == Role.committee_member.value, RoleAssignment.scope_code == bindparam("code")))
+
+
 def _count_members(session: Session, committee_code: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(RoleAssignment)
-            .where(RoleAssignment.role == Role.committee_member.value, RoleAssignment.scope_code == committee_code)
-        )
-        or 0
-    )
+    return int(session.scalar(_MEMBERS, {"code": committee_code}) or 0)
 
 
 @dataclass(slots=True, kw_only=True)

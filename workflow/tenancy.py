@@ -498,11 +498,17 @@ def tree(session: Session) -> list[dict[str, Any]]:
             for cid, code, name, path, pcode in sorted(rows, key=lambda r: key(r[3]))]
 
 
-def ancestors(session: Session, committee_id: int) -> list[str]:
-    """Codes of the committee's ancestors and its own, top first."""
-    path = session.scalar(select(Committee.path).where(Committee.id == committee_id)) or ""
+_PATH_OF = select(Committee.path).where(Committee.id == bindparam("committee_id"))
+_CODES_OF = select(Committee.id, Committee.code).where(Committee.id.in_(bindparam("ids", expanding=True)))
+
+
+def ancestors(session: Session, committee_id: int, path: str | None = None) -> list[str]:
+    """Codes of the committee's ancestors and its own, top first (``path``: the committee's, when the
+    caller has read it already)."""
+    if path is None:
+        path = session.scalar(_PATH_OF, {"committee_id": committee_id}) or ""
     ids = [int(i) for i in path.strip("/").split("/") if i] or [committee_id]
-    codes = dict(session.execute(select(Committee.id, Committee.code).where(Committee.id.in_(ids))).tuples().all())
+    codes = dict(session.execute(_CODES_OF, {"ids": ids}).tuples().all())
     return [codes[i] for i in ids if i in codes]
 
 
