@@ -8,6 +8,7 @@ the release's, unchanged) and the fixture's rows copied onto that schema.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Boolean, MetaData, create_engine, func, select, text
+from sqlalchemy import JSON, Boolean, MetaData, create_engine, func, select, text
 
 from tests.support import pg
 from workflow.db import make_engine
@@ -66,8 +67,11 @@ def _postgres_previous(tmp: Path, cluster: pg.Cluster) -> str:
             cols = [c.name for c in table.columns]
             rows = src.execute(f'SELECT {", ".join(cols)} FROM "{table.name}"').fetchall()
             booleans = {c.name for c in table.columns if isinstance(c.type, Boolean)}
+            # SQLite keeps JSON as its text: decoded here, or the JSON column would store it as one string
+            documents = {c.name for c in table.columns if isinstance(c.type, JSON)}
             if rows:
-                conn.execute(table.insert(), [{k: (bool(v) if k in booleans and v is not None else v)
+                conn.execute(table.insert(), [{k: (bool(v) if k in booleans and v is not None else
+                                                   json.loads(v) if k in documents and isinstance(v, str) else v)
                                                for k, v in zip(cols, r, strict=True)} for r in rows])
             if "id" in cols:  # ids were given: move the sequence past them
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
