@@ -275,6 +275,8 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
         for camp, seq, problem in verify_changes(session):
             if campaign_code in (None, camp):
                 report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
+    if branch_code is None and case_range is None:
+        _check_tallies(session, report, camp_id, campaign_code)
     if master and campaign_code is None and branch_code is None and case_range is None:
         from workflow.masterlog import verify_master
 
@@ -400,6 +402,16 @@ def _verify_range(url: str, lo: int, hi: int) -> tuple[int, int, list[dict[str, 
         eng.dispose()
 
 
+def _check_tallies(session: Session, report: Report, campaign_id: int | None, campaign_code: str | None) -> None:
+    """The maintained counts (case_tallies, issue 12) against a count of the cases: a count edited, or a
+    case written behind the triggers' back, shows here (``workflow.tallies.rebuild`` repairs it)."""
+    from workflow.tallies import tallies_check
+
+    for d in tallies_check(session, campaign_id=campaign_id):
+        report.problems.append(Problem(campaign=campaign_code or "(汇总表)", branch=f"({d.table})", seq=None,
+                                       event_id=None, problem=d.message()))
+
+
 def verify_parallel(session: Session, url: str, *, workers: int) -> Report:
     """The whole database verified by ``workers`` processes over case-id ranges, plus the campaign and
     master-data chains here; the result is the same as :func:`verify`'s."""
@@ -418,6 +430,7 @@ def verify_parallel(session: Session, url: str, *, workers: int) -> Report:
             report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
         for subject, seq, problem in verify_master(session):
             report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
+        _check_tallies(session, report, None, None)
         for fut in futures:
             cases, events, problems = fut.result()
             report.cases += cases

@@ -20,7 +20,7 @@ from scheduler.sweep import sweep
 from service.pages.dashboard import _case_groups
 from states.base import Role, Stage
 from tests.support.world import AUDITOR, GB2_SEC, GB_SEC, MEMBERS, ORG, World, at
-from workflow import lineage, rollup, service, tallies, tenancy, views
+from workflow import audit, lineage, rollup, service, tallies, tenancy, views
 from workflow.campaigns import create_campaign
 from workflow.importer import OrgRow, import_rows
 from workflow.models import Branch, CampaignRow, CaseRow
@@ -207,6 +207,11 @@ def test_the_check_names_a_tally_that_disagrees_and_a_rebuild_repairs_it(world: 
     assert [(d.table, d.key["stage"], d.stored, d.expected) for d in diffs] == [
         ("case_tallies", "survey", 5, 3), ("case_tallies_gb", "self_assessment", 0, 1)]
     assert "汇总表 case_tallies（" in diffs[0].message() and "记为 5，按案件统计应为 3" in diffs[0].message()
+    with w.sessions() as s:  # audit verify says so, for the whole database and for the campaign
+        for report in (audit.verify(s), audit.verify(s, campaign_code=w.campaign)):
+            shown = [str(p) for p in report.problems]
+            assert not report.ok and any("记为 5，按案件统计应为 3" in p for p in shown), shown
+            assert sum("汇总表" in p for p in shown) == 2, shown
     with w.sessions() as s:
         camp = get_campaign_row(s, w.campaign).id
         assert len(tallies.tallies_check(s, campaign_id=camp)) == 2
@@ -214,7 +219,7 @@ def test_the_check_names_a_tally_that_disagrees_and_a_rebuild_repairs_it(world: 
     with w.sessions() as s, s.begin():
         tallies.rebuild(s)
     with w.sessions() as s:
-        assert tallies.tallies_check(s) == []
+        assert tallies.tallies_check(s) == [] and audit.verify(s).ok
     # a transaction that fails leaves the tallies as they were
     try:
         with w.sessions() as s, s.begin():
