@@ -76,11 +76,15 @@ def _sqlite_branch(r: str, sign: str) -> str:
         f"GROUP BY 1, 2, 3, 4, 5, 6 ON CONFLICT ({GB_KEY}) DO UPDATE SET n = n + excluded.n;\n")
 
 
+# When an update can move a tally: a key column changed, or — the two keys read from the state — the signed
+# grade, which the replay sets and clears only when the stage moves (workflow/case.py, _moved: caught by the
+# stage), and the re-grade, which an inspection records within the acceptance stage. So the state's JSON is
+# parsed only for a save in that stage, not for every save (a record, a signature: most of them). A state
+# rewritten behind these rules' back leaves the tallies behind: audit verify reports it (tallies_check).
 _CASE_CHANGED_SQLITE = (
     "OLD.campaign_id IS NOT NEW.campaign_id OR OLD.branch_id IS NOT NEW.branch_id OR OLD.stage IS NOT NEW.stage "
     "OR OLD.grade IS NOT NEW.grade OR OLD.previous_grade IS NOT NEW.previous_grade OR OLD.deadline IS NOT NEW.deadline "
-    "OR json_extract(OLD.state, '$.final_grade') IS NOT json_extract(NEW.state, '$.final_grade') "
-    "OR json_extract(OLD.state, '$.regrade') IS NOT json_extract(NEW.state, '$.regrade')")
+    "OR (NEW.stage = 'acceptance' AND json_extract(OLD.state, '$.regrade') IS NOT json_extract(NEW.state, '$.regrade'))")
 
 SQLITE = [
     f"CREATE TRIGGER trg_cases_tally_insert AFTER INSERT ON cases BEGIN\n{_sqlite_case('NEW', '1')}END",
@@ -182,9 +186,8 @@ PG = [
     "deadline, state ON cases FOR EACH ROW WHEN (OLD.campaign_id IS DISTINCT FROM NEW.campaign_id "
     "OR OLD.branch_id IS DISTINCT FROM NEW.branch_id OR OLD.stage IS DISTINCT FROM NEW.stage "
     "OR OLD.grade IS DISTINCT FROM NEW.grade OR OLD.previous_grade IS DISTINCT FROM NEW.previous_grade "
-    "OR OLD.deadline IS DISTINCT FROM NEW.deadline "
-    "OR (OLD.state->>'final_grade') IS DISTINCT FROM (NEW.state->>'final_grade') "
-    "OR (OLD.state->>'regrade') IS DISTINCT FROM (NEW.state->>'regrade')) "
+    "OR OLD.deadline IS DISTINCT FROM NEW.deadline "  # the state's keys: as _CASE_CHANGED_SQLITE says
+    "OR (NEW.stage = 'acceptance' AND (OLD.state->>'regrade') IS DISTINCT FROM (NEW.state->>'regrade'))) "
     "EXECUTE FUNCTION bf_tally_case_update()"),
     ("CREATE TRIGGER trg_branches_tally_move AFTER UPDATE OF committee_id, general_branch_id ON branches "
     "FOR EACH ROW WHEN (OLD.committee_id IS DISTINCT FROM NEW.committee_id "
