@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 
 from workflow.audit import GENESIS, canonical, chain, iso
 from workflow.models import (
-    Branch,
     BranchLineageRow,
     CampaignRow,
     Committee,
@@ -49,11 +48,21 @@ def _date(d: dt.date | None) -> str | None:
     return d.isoformat() if d else None
 
 
+def _day(v: Any) -> str | None:
+    """A date column's value as the driver gives it (ISO text on SQLite, a date on PostgreSQL) → ISO text."""
+    return v if isinstance(v, str) or v is None else str(v.isoformat())
+
+
+_BRANCH_ROWS = ("SELECT code, name, branch_type, committee_id, general_branch_id, secretary_name, secretary_email, "
+                "member_count, last_reelection, last_activity, secretary_violation, dissolved_on FROM branches")
+
+
 def snapshots(session: Session, wanted: set[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every subject with its current data, from the tables (plain rows, no ORM objects).
 
     With ``wanted``, only the tables those subjects live in are read (and people by e-mail), so recording
     one person's change costs one person's rows, not a walk over every branch."""
+    session.flush()  # the branches are read on the driver's cursor, which sees only what is flushed
     kinds = None if wanted is None else {w.split(":", 1)[0] for w in wanted}
     if kinds is not None and kinds <= {"person"}:
         emails = sorted(w.split(":", 1)[1] for w in wanted or ())
@@ -75,24 +84,30 @@ def snapshots(session: Session, wanted: set[str] | None = None) -> Iterator[tupl
     for _gid, code, name, cid in session.execute(
             select(GeneralBranch.id, GeneralBranch.code, GeneralBranch.name, GeneralBranch.committee_id)):
         yield f"general_branch:{code}", {"code": code, "name": name, "committee": committees.get(cid)}
-    # rows unpacked as tuples: a Row's attribute access cost about twice the rest of this loop
-    for code, name, branch_type, cid, gbid, sec_name, sec_email, members, reelection, activity, violation, \
-            dissolved in session.execute(select(Branch.code, Branch.name, Branch.branch_type, Branch.committee_id,
-                                                Branch.general_branch_id, Branch.secretary_name,
-                                                Branch.secretary_email, Branch.member_count, Branch.last_reelection,
-                                                Branch.last_activity, Branch.secretary_violation,
-                                                Branch.dissolved_on)).tuples():
-        data = {
-            "code": code, "name": name, "branch_type": branch_type,
-            "committee": committees.get(cid),
-            "general_branch": gbs.get(gbid) if gbid is not None else None,
-            "secretary_name": sec_name, "secretary_email": sec_email,
-            "member_count": members, "last_reelection": _date(reelection),
-            "last_activity": _date(activity), "secretary_violation": bool(violation),
-        }
-        if dissolved is not None:  # only when set, so snapshots recorded before issue 12 still match
-            data["dissolved_on"] = _date(dissolved)
-        yield f"branch:{code}", data
+    # the branches (the most rows by far) straight from the driver: SQLAlchemy's row machinery cost more than
+    # building the snapshots; the dates come as ISO text from SQLite (its storage format is isoformat's) and
+    # as dates from PostgreSQL, and are written as ISO text either way
+    from workflow.repository import _cursor
+
+    _, cur, _ = _cursor(session)
+    try:
+        cur.execute(_BRANCH_ROWS)
+        while rows := cur.fetchmany(2000):
+            for code, name, branch_type, cid, gbid, sec_name, sec_email, members, reelection, activity, violation, \
+                    dissolved in rows:
+                data = {
+                    "code": code, "name": name, "branch_type": branch_type,
+                    "committee": committees.get(cid),
+                    "general_branch": gbs.get(gbid) if gbid is not None else None,
+                    "secretary_name": sec_name, "secretary_email": sec_email,
+                    "member_count": members, "last_reelection": _day(reelection),
+                    "last_activity": _day(activity), "secretary_violation": bool(violation),
+                }
+                if dissolved is not None:  # only when set, so snapshots recorded before issue 12 still match
+                    data["dissolved_on"] = _day(dissolved)
+                yield f"branch:{code}", data
+    finally:
+        cur.close()
     campaigns: dict[int, str] = {i: c for i, c in session.execute(select(CampaignRow.id, CampaignRow.code))}
     for lr in session.execute(select(BranchLineageRow).order_by(BranchLineageRow.id)).scalars():
         yield f"lineage:{lr.id}", {  # a branch split, merged, renamed, dissolved or founded (workflow/lineage.py)
