@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from workflow.case import APPLIERS, UnknownEvent, apply, current_grade, new_state
@@ -441,16 +441,24 @@ def verify_parallel(session: Session, url: str, *, workers: int) -> Report:
 
 def events_of(session: Session, case_id: int, *, until: dt.datetime | None = None) -> Iterator[dict[str, Any]]:
     """The case's events in order (optionally those at or before ``until``), each with its chain fields."""
-    q = select(EventRow).where(EventRow.case_id == case_id).order_by(EventRow.seq)
-    if until is not None:
-        q = q.where(EventRow.at <= until)
-    for row in session.scalars(q):
-        ev = json.loads(row.body)
-        ev["seq"] = row.seq
-        ev["id"] = row.id
-        ev["hash"] = row.hash
-        ev["prev_hash"] = row.prev_hash
+    if until is None:
+        rows = session.execute(_EVENTS_OF, {"case_id": case_id})
+    else:
+        rows = session.execute(_EVENTS_UNTIL, {"case_id": case_id, "until": until})
+    for seq, eid, h, prev_hash, body in rows.tuples():
+        ev = json.loads(body)  # json, not orjson: orjson reads an integer past 64 bits as a float
+        ev["seq"] = seq
+        ev["id"] = eid
+        ev["hash"] = h
+        ev["prev_hash"] = prev_hash
         yield ev
+
+
+# built once (a branch page shows its history on every request); columns, not entities
+_EVENTS_OF = (select(EventRow.seq, EventRow.id, EventRow.hash, EventRow.prev_hash, EventRow.body)
+              .where(EventRow.case_id == bindparam("case_id")).order_by(EventRow.seq))
+_EVENTS_UNTIL = _EVENTS_OF.where(EventRow.at <= bindparam("until"))
+
 
 
 # --- the Merkle log against signed checkpoints (issue 11) ------------------------------------------
