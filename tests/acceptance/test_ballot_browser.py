@@ -54,8 +54,10 @@ def test_thirty_people_vote_on_their_phones_and_the_tally_recounts(
     phone.get_by_label(re.compile("测评人名单")).set_input_files(str(roster))
     phone.get_by_label(re.compile("现场测评码数量")).fill("22")
     phone.get_by_role("button", name="发起").click()
+    from playwright.sync_api import expect
+
     slips = phone.locator("#sheet .slip")
-    assert slips.count() == 22
+    expect(slips).to_have_count(22, timeout=30_000)  # count() does not wait for the page the click loads
     assert slips.first.locator("svg").count() == 1  # the QR code, drawn by segno
     sheet = [(s.get_attribute("data-code"), s.get_attribute("data-link")) for s in slips.all()]
     for code, link in sheet:
