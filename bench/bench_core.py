@@ -262,24 +262,13 @@ def main() -> None:
     ap.add_argument("--url", help="a PostgreSQL server (postgresql+psycopg://…); the bench makes its own databases")
     ap.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL cluster and run on it")
     args = ap.parse_args()
-    n = args.n
-    cluster = None
-    url = args.url
-    if args.pg:
-        from tests.support.pg import start
+    from tests.support.pg import server
 
-        c = start()
-        if isinstance(c, str):
-            sys.exit(f"no PostgreSQL: {c}")
-        cluster, url = c, c.url
-    try:
+    with server(args.url, args.pg) as url:
         if url is None:
-            run_sqlite(n)
+            run_sqlite(args.n)
         else:
-            run_pg(url, n)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+            run_pg(url, args.n)
 
 
 def run_pg(admin_url: str, n: int) -> None:

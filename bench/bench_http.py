@@ -179,16 +179,9 @@ def main() -> None:
     ap.add_argument("--url", help="a PostgreSQL server; the bench makes (and drops) its own database there")
     ap.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL cluster and run on it")
     args = ap.parse_args()
-    cluster = None
-    admin_url = args.url
-    if args.pg:
-        from tests.support.pg import start
+    from tests.support.pg import server
 
-        c = start()
-        if isinstance(c, str):
-            sys.exit(f"no PostgreSQL: {c}")
-        cluster, admin_url = c, c.url
-    try:
+    with server(args.url, args.pg) as admin_url:
         if admin_url is None:
             run(args, None)
         else:
@@ -206,9 +199,6 @@ def main() -> None:
                 with admin.connect() as conn:
                     conn.execute(text("DROP DATABASE IF EXISTS bench_http WITH (FORCE)"))
                 admin.dispose()
-    finally:
-        if cluster is not None:
-            cluster.stop()
 
 
 def run(args: argparse.Namespace, pg_url: str | None) -> None:

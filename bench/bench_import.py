@@ -320,26 +320,15 @@ def main() -> None:
     ap.add_argument("--no-cli", action="store_true", help="skip the `branchflow import` subprocess")
     args = ap.parse_args()
     sizes = args.n or [10_000, 100_000]
-    cluster = None
-    url = args.url
-    if args.pg:
-        from tests.support.pg import start
+    from tests.support.pg import server
 
-        c = start()
-        if isinstance(c, str):
-            sys.exit(f"no PostgreSQL: {c}")
-        cluster, url = c, c.url
-    try:
-        with tempfile.TemporaryDirectory(prefix="bf-import-") as d:
-            dbs = Databases(Path(d), url)
-            try:
-                print(f"database: {dbs.kind}; load {os.getloadavg()[0]:.2f}")
-                runs = [bench(dbs, n, Path(d), not args.no_cli, lambda m: print(m, flush=True)) for n in sizes]
-            finally:
-                dbs.close()
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    with server(args.url, args.pg) as url, tempfile.TemporaryDirectory(prefix="bf-import-") as d:
+        dbs = Databases(Path(d), url)
+        try:
+            print(f"database: {dbs.kind}; load {os.getloadavg()[0]:.2f}")
+            runs = [bench(dbs, n, Path(d), not args.no_cli, lambda m: print(m, flush=True)) for n in sizes]
+        finally:
+            dbs.close()
     last = runs[-1]
     summary = [{"n": r["n"], "cpu_s": round(r["import_rows"]["cpu_s"], 2),
                 "masterlog_cpu_s": round(r["import_rows"]["masterlog_cpu_s"], 2),

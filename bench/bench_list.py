@@ -135,42 +135,31 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="only the commands whose name starts with this (repeatable)")
     args = ap.parse_args()
     sizes = sorted(args.n or [2_000, 20_000])
-    cluster = None
-    url = args.url
-    if args.pg:
-        from tests.support.pg import start
+    from tests.support.pg import server
 
-        c = start()
-        if isinstance(c, str):
-            sys.exit(f"no PostgreSQL: {c}")
-        cluster, url = c, c.url
     cmds = [c for c in commands() if not args.only or c[0] == "--help" or any(c[0].startswith(o) for o in args.only)]
     results: dict[str, dict[int, dict[str, Any]]] = {name: {} for name, _ in cmds}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bf-list-") as d:
-            tmp = Path(d)
-            dbs = Databases(tmp, url)
-            try:
-                for n in sizes:
-                    db_url = dbs.fresh(n)
-                    print(f"{dbs.kind}, {n:,} branches: built in {build(db_url, n):.1f} s (load {os.getloadavg()[0]:.2f})",
-                          flush=True)
-                    data_dir = tmp / f"data{n}"
-                    data_dir.mkdir()
-                    for name, argv in cmds:
-                        r = results[name][n] = run(db_url, data_dir, argv, data_dir / "out.bin")
-                        if "error" in r:
-                            print(f"  {name:<34} {r['error']}", flush=True)
-                        else:
-                            print(f"  {name:<34} peak RSS {r['rss_mb']:7.1f} MB  CPU {r['cpu_s']:6.2f} s  "
-                                  f"wall {r['wall_s']:6.2f} s  {r['bytes']:>12,} bytes", flush=True)
-                    shutil.rmtree(data_dir)
-                    dbs.drop(db_url, n)
-            finally:
-                dbs.close()
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    with server(args.url, args.pg) as url, tempfile.TemporaryDirectory(prefix="bf-list-") as d:
+        tmp = Path(d)
+        dbs = Databases(tmp, url)
+        try:
+            for n in sizes:
+                db_url = dbs.fresh(n)
+                print(f"{dbs.kind}, {n:,} branches: built in {build(db_url, n):.1f} s (load {os.getloadavg()[0]:.2f})",
+                      flush=True)
+                data_dir = tmp / f"data{n}"
+                data_dir.mkdir()
+                for name, argv in cmds:
+                    r = results[name][n] = run(db_url, data_dir, argv, data_dir / "out.bin")
+                    if "error" in r:
+                        print(f"  {name:<34} {r['error']}", flush=True)
+                    else:
+                        print(f"  {name:<34} peak RSS {r['rss_mb']:7.1f} MB  CPU {r['cpu_s']:6.2f} s  "
+                              f"wall {r['wall_s']:6.2f} s  {r['bytes']:>12,} bytes", flush=True)
+                shutil.rmtree(data_dir)
+                dbs.drop(db_url, n)
+        finally:
+            dbs.close()
     lo, hi = sizes[0], sizes[-1]
     floor = {n: results["--help"][n].get("rss_mb") for n in sizes}
     print(f"\npeak RSS (MB) at {lo:,} → {hi:,} branches; growth = RSS above `--help`'s, {hi:,} ÷ {lo:,}:")

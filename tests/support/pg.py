@@ -12,7 +12,10 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +91,20 @@ def start() -> Cluster | str:
         shutil.rmtree(root, ignore_errors=True)
         return f"pg_ctl start failed: {r.stderr.strip()[:300]} {log}"
     return c
+
+
+@contextmanager
+def server(url: str | None, throwaway: bool) -> Iterator[str | None]:
+    """The PostgreSQL server a bench script runs on: ``url`` as given, or with ``throwaway`` (its ``--pg``)
+    a cluster started here and stopped after; ``None`` when neither (the script runs on SQLite). Exits with
+    the reason when no cluster can be started."""
+    if not throwaway:
+        yield url
+        return
+    c = start()
+    if isinstance(c, str):
+        sys.exit(f"no PostgreSQL: {c}")
+    try:
+        yield c.url
+    finally:
+        c.stop()
