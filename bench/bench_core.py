@@ -31,21 +31,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import orjson
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from states.base import Role
 from states.survey import FOCUS_POINTS
 from workflow import audit, service
+from workflow.campaign import parse_campaign_text
 from workflow.campaigns import create_campaign
+from workflow.case import apply, current_grade, new_state
 from workflow.db import make_engine, session_factory
 from workflow.importer import OrgRow, import_rows
 from workflow.migrate import upgrade
 from workflow.people import add_person
+from workflow.repository import effective_deadline
 
 TZ = ZoneInfo("Asia/Shanghai")
 BATCH = 250  # branches per transaction, for both the services and the baseline
@@ -172,38 +177,108 @@ def run_services(sessions, n: int, engine: Engine):  # type: ignore[no-untyped-d
     return elapsed, cpu, int(events), memory, server
 
 
+class Writes:
+    """What the services wrote for each event, replayed outside the timed part: the event row and the
+    projection after it (state JSON as ``repository.save`` encodes it, stage, grade, deadline), so the
+    baseline performs the same writes — the growing state, the stage moves that fire the case-tally
+    triggers, the deadline and grade changes — not a version check that matches nothing."""
+
+    def __init__(self, campaign_config: str, campaign_code: str, sqlite: bool) -> None:
+        self.campaign = parse_campaign_text(campaign_config, source="bench")
+        self.code = campaign_code
+        self.sqlite = sqlite
+        p = "?" if sqlite else "%s"
+        state = p if sqlite else f"CAST({p} AS JSON)"
+        self.updates = {
+            (st, gr, dl): ("UPDATE cases SET " + ", ".join(
+                [f"state = {state}"] + [f"{c} = {p}" for c, on in (("stage", st), ("grade", gr), ("deadline", dl)) if on]
+                + [f"updated_at = {p}", f"version = {p}"]) + f" WHERE id = {p} AND version = {p}")
+            for st in (False, True) for gr in (False, True) for dl in (False, True)
+        }
+        self.reset = (f"UPDATE cases SET state = {state}, stage = {p}, grade = {p}, deadline = {p}, version = 1, "
+                      f"updated_at = {p} WHERE id = {p}")
+
+    def _day(self, d: dt.date | None) -> Any:
+        return d.isoformat() if self.sqlite and d is not None else d
+
+    def plan(self, branch_of: dict[int, str], rows: list[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[str, list[Any]]]]:
+        """(the opened projection of each case, to reset to), [(UPDATE text, its values) per event > 1]."""
+        resets: list[tuple[Any, ...]] = []
+        updates: list[tuple[str, list[Any]]] = []
+        prev: tuple[str, str | None, dt.date | None] = ("", None, None)
+        state: dict[str, Any] = {}
+        for r in rows:
+            cid, seq, at, body = r[0], r[1], r[3], r[5]
+            if seq == 1:
+                state = new_state(self.code, branch_of[cid])
+            apply(state, orjson.loads(body), in_place=True)
+            cur = (state["stage"], current_grade(state), effective_deadline(self.campaign, state))
+            text_ = orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS).decode()
+            if seq == 1:
+                resets.append((text_, cur[0], cur[1], self._day(cur[2]), at, cid))
+            else:
+                moved, regraded, redated = cur[0] != prev[0], cur[1] != prev[1], cur[2] != prev[2]
+                values: list[Any] = [text_]
+                if moved:
+                    values.append(cur[0])
+                if regraded:
+                    values.append(cur[1])
+                if redated:
+                    values.append(self._day(cur[2]))
+                values += (at, seq, cid, seq - 1)
+                updates.append((self.updates[moved, regraded, redated], values))
+            prev = cur
+        return resets, updates
+
+
 def run_baseline(db: Path, source: Path) -> tuple[float, float]:
     """Raw SQL: the same event rows and case updates, in the same transactions (BATCH branches each).
-    Reads the rows to write from the services' database batch by batch, outside the timed part."""
+    Reads the rows to write from the services' database batch by batch, outside the timed part, resets
+    each case to its opened projection, and checks at the end that the cases equal the services' ones."""
     src = sqlite3.connect(source)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")  # as workflow.db sets it on every connection
     conn.execute("DELETE FROM events WHERE seq > 1")
+    writes = Writes(*src.execute("SELECT config, code FROM campaigns").fetchone(), sqlite=True)
     ids = [r[0] for r in src.execute("SELECT id FROM cases ORDER BY id")]
+    branch_of = dict(src.execute("SELECT c.id, b.code FROM cases c JOIN branches b ON b.id = c.branch_id"))
     wall = cpu = 0.0
     for lo in range(0, len(ids), BATCH):
         part = ids[lo: lo + BATCH]
         marks = ",".join("?" * len(part))
         rows = src.execute(f"SELECT case_id, seq, kind, at, actor, body, prev_hash, hash FROM events "
-                           f"WHERE seq > 1 AND case_id IN ({marks}) ORDER BY case_id, seq", part).fetchall()
-        finals = dict(src.execute(f"SELECT id, state FROM cases WHERE id IN ({marks})", part).fetchall())
+                           f"WHERE case_id IN ({marks}) ORDER BY case_id, seq", part).fetchall()
+        resets, updates = writes.plan(branch_of, rows)
+        conn.execute("BEGIN")
+        conn.executemany(writes.reset, resets)
+        conn.execute("COMMIT")
+        events = [r for r in rows if r[1] > 1]
         t0, c0 = time.perf_counter(), time.process_time()
         conn.execute("BEGIN")
-        for r in rows:
-            cid = r[0]
+        for r, (update, values) in zip(events, updates, strict=True):
             # per event, as the services do: read the case, append the event, update the projection
-            conn.execute("SELECT version, state FROM cases WHERE id = ?", (cid,)).fetchone()
+            conn.execute("SELECT version, state FROM cases WHERE id = ?", (r[0],)).fetchone()
             conn.execute("INSERT INTO events (case_id, seq, kind, at, actor, body, prev_hash, hash) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", r)
-            conn.execute("UPDATE cases SET version = ?, state = ?, stage = ? WHERE id = ? AND version = ?",
-                         (r[1], finals[cid], json.loads(finals[cid])["stage"], cid, r[1] - 1))
+            if conn.execute(update, values).rowcount != 1:
+                raise SystemExit(f"baseline: case {r[0]} not at version {r[1] - 1}")
         conn.execute("COMMIT")
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
+    same_cases(src, conn, "SELECT id, version, stage, grade, deadline, state FROM cases ORDER BY id")
     conn.close()
     src.close()
     return wall, cpu
+
+
+def same_cases(src: Any, conn: Any, query: str) -> None:
+    """The baseline's cases equal the services' (the same writes, checked, not assumed)."""
+    a, b = src.execute(query).fetchall(), conn.execute(query).fetchall()
+    if [r[:5] + (orjson.loads(r[5]) if isinstance(r[5], str) else r[5],) for r in a] != \
+            [r[:5] + (orjson.loads(r[5]) if isinstance(r[5], str) else r[5],) for r in b]:
+        raise SystemExit("baseline: its cases differ from the services' — it did not write the same rows")
 
 
 def libpq(url: str) -> str:
@@ -223,34 +298,38 @@ def run_baseline_pg(url: str, source_url: str) -> tuple[float, float, float | No
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]  # type: ignore[index]
     conn.commit()
+    writes = Writes(*src.execute("SELECT config, code FROM campaigns").fetchone(), sqlite=False)  # type: ignore[misc]
     ids = [r[0] for r in src.execute("SELECT id FROM cases ORDER BY id")]
+    branch_of = dict(src.execute("SELECT c.id, b.code FROM cases c JOIN branches b ON b.id = c.branch_id"))  # type: ignore[arg-type]
     wall = cpu = server = 0.0
     local = proc_cpu_s(backend) is not None
     cur = conn.cursor()
     for lo in range(0, len(ids), BATCH):
         part = ids[lo: lo + BATCH]
         rows = src.execute("SELECT case_id, seq, kind, at, actor, body, prev_hash, hash FROM events "
-                           "WHERE seq > 1 AND case_id = ANY(%s) ORDER BY case_id, seq", (part,)).fetchall()
-        finals = dict(src.execute("SELECT id, CAST(state AS TEXT) FROM cases WHERE id = ANY(%s)",  # type: ignore[arg-type]
-                                  (part,)).fetchall())
+                           "WHERE case_id = ANY(%s) ORDER BY case_id, seq", (part,)).fetchall()
+        resets, updates = writes.plan(branch_of, rows)
+        cur.executemany(writes.reset, resets)
+        conn.commit()
+        events = [r for r in rows if r[1] > 1]
         s0 = proc_cpu_s(backend) if local else None
         t0, c0 = time.perf_counter(), time.process_time()
-        for r in rows:
-            cid = r[0]
+        for r, (update, values) in zip(events, updates, strict=True):
             # per event, as the services do: read the case, append the event, update the projection
-            cur.execute("SELECT version, CAST(state AS TEXT) FROM cases WHERE id = %s", (cid,))
+            cur.execute("SELECT version, CAST(state AS TEXT) FROM cases WHERE id = %s", (r[0],))
             cur.fetchone()
             cur.execute("INSERT INTO events (case_id, seq, kind, at, actor, body, prev_hash, hash) "
                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", r)
-            cur.execute("UPDATE cases SET version = %s, state = CAST(%s AS JSON), stage = %s "
-                        "WHERE id = %s AND version = %s",
-                        (r[1], finals[cid], json.loads(finals[cid])["stage"], cid, r[1] - 1))
+            cur.execute(update, values)
+            if cur.rowcount != 1:
+                raise SystemExit(f"baseline: case {r[0]} not at version {r[1] - 1}")
         conn.commit()
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
         if s0 is not None:
             server += (proc_cpu_s(backend) or 0.0) - s0
     cur.close()
+    same_cases(src, conn, "SELECT id, version, stage, grade, deadline, state FROM cases ORDER BY id")
     conn.close()
     src.close()
     return wall, cpu, server if local else None
