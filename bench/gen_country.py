@@ -26,9 +26,13 @@ Rows go in with COPY (psycopg 3 ``cursor.copy``) on PostgreSQL, executemany on S
 committee: memory stays flat in N. Ends with one JSON line ``{"bench": "gen_country", "n": N, ...}``
 (``ratio`` = rows/s of this run ÷ the 42k rows/s raw-sqlite3 batched anchor of issue 13).
 
-Not written: master-data log entries (``master_events``) for the generated branches, people and
-committees, so a whole-database ``audit verify`` lists them as "never recorded by branchflow" (true);
-``audit verify --branch`` / ``--campaign`` do not read that log and pass.
+The audit structures too, so a whole-database ``branchflow audit verify`` passes: each event's Merkle leaf
+index (events first in the log, in id order) and the stored hashes (``merkle_hashes``, by binary COPY, from
+the tree's right edge kept in memory: ``workflow.merkle.RightEdge``) are written with the events; then
+``sequencer.integrate``'s batched path records the master-data baseline of every committee, general branch,
+branch and person (at ``--as-of`` 23:00) and sequences the campaign changes and master events after the
+events. The log is byte for byte what the row-by-row sequencer makes of the same rows
+(tests/integration/test_sequencer_bulk.py).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from sqlalchemy import Engine, text
 from states.base import Role, Stage
 from states.survey import FOCUS_POINTS
 from workflow import grading as _grading  # noqa: F401  (imported for the services' side effects)
-from workflow import service, tallies
+from workflow import sequencer, service, tallies
 from workflow.audit import GENESIS, canonical, chain, iso
 from workflow.campaign import parse_campaign_text, preset_text
 from workflow.campaigns import create_campaign, sha
@@ -63,9 +67,11 @@ from workflow.case import apply, current_grade, new_state
 from workflow.db import make_engine, session_factory
 from workflow.errors import TransitionRefused
 from workflow.importer import OrgRow, import_rows
+from workflow.merkle import RightEdge, leaf_hash
 from workflow.migrate import upgrade
 from workflow.people import add_person
 from workflow.repository import campaign_of, effective_deadline, get_campaign_row, load_case
+from workflow.sequencer import leaf_event, write_hashes
 
 TZ = ZoneInfo("Asia/Shanghai")
 PRESETS = ["haitang-2022", "henan-2012", "cumtb-2012"]
@@ -306,7 +312,7 @@ def tree(n_committees: int, n_provinces: int, n_branches: int) -> list[Com]:
 # --- writing ----------------------------------------------------------------------------------------
 
 LOADED = ("committees", "general_branches", "branches", "people", "role_assignments", "campaigns", "campaign_changes",
-          "cases", "events")
+          "cases", "events", "merkle_hashes")
 
 
 def drop_constraints(conn: Any) -> list[str]:
@@ -381,6 +387,11 @@ class Writer:
         self.rows += n
         return n
 
+    def put_hashes(self, rows: list[tuple[int, bytes]]) -> None:
+        """Stored Merkle hashes, as the sequencer's batched path writes them (binary COPY on PostgreSQL)."""
+        write_hashes(self.dbapi_conn, self.pg, rows)
+        self.rows += len(rows)
+
     def commit(self) -> None:
         self.dbapi_conn.commit()
 
@@ -403,6 +414,12 @@ def generate(engine: Engine, *, n_branches: int, n_committees: int, n_provinces:
          f"({', '.join(f'{p}: {[len(t.events) for t in ts]}' for p, ts in templates.items())} events) "
          f"in {t_templates:.1f} s")
     coms = tree(n_committees, n_provinces, n_branches)
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT COUNT(*) FROM merkle_hashes")).scalar() or \
+                conn.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar():
+            raise SystemExit("the database already has a Merkle log: the generator loads an empty one")
+    edge = RightEdge()  # the events' leaves, appended as they are generated (leaf i = event id i + 1)
+    t_merkle = 0.0
     w = Writer(engine)
     recreate: list[str] = []
     if w.pg and fast:
@@ -458,6 +475,7 @@ def generate(engine: Engine, *, n_branches: int, n_committees: int, n_provinces:
         branch_rows: list[tuple[Any, ...]] = []
         case_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
+        merkle_rows: list[tuple[int, bytes]] = []
         first_branch = ids["branch"] + 1
         for j in range(com.branches):
             ids["branch"] += 1
@@ -496,7 +514,11 @@ def generate(engine: Engine, *, n_branches: int, n_committees: int, n_provinces:
                 body = body_f.format(**vals)
                 h = hashlib.sha256((prev + body).encode("utf-8")).hexdigest()  # = workflow.audit.chain(prev, body)
                 ids["event"] += 1
-                event_rows.append((ids["event"], cid, seq + 1, kind, w.ts(at), actor_f.format(**vals), body, prev, h))
+                # its leaf: events come first in the Merkle log, in id order (as sequencer.integrate orders them)
+                lidx, lhs = edge.append(leaf_hash(leaf_event(camp_code, code, seq + 1, h)))
+                merkle_rows.extend(zip(range(lidx, lidx + len(lhs)), lhs, strict=True))
+                event_rows.append((ids["event"], cid, seq + 1, kind, w.ts(at), actor_f.format(**vals), body, prev, h,
+                                   ids["event"] - 1))
                 prev = h
         assert ids["branch"] >= first_branch - 1
         counts["branches"] += w.put("branches", (
@@ -512,13 +534,22 @@ def generate(engine: Engine, *, n_branches: int, n_committees: int, n_provinces:
         counts["role_assignments"] += w.put("role_assignments", ("id", "person_id", "role", "scope_code"), roles)
         counts["cases"] += w.put("cases", ("id", "campaign_id", "branch_id", "stage", "grade", "deadline", "state",
                                            "version", "updated_at"), case_rows)
-        counts["events"] += w.put("events", ("id", "case_id", "seq", "kind", "at", "actor", "body", "prev_hash", "hash"),
-                                  event_rows)
+        counts["events"] += w.put("events", ("id", "case_id", "seq", "kind", "at", "actor", "body", "prev_hash", "hash",
+                                             "leaf_idx"), event_rows)
+        t_mk = time.perf_counter()
+        w.put_hashes(merkle_rows)
+        t_merkle += time.perf_counter() - t_mk
         w.commit()
         if (li + 1) % report_every == 0 or li + 1 == len(leaves):
             el = time.perf_counter() - t0
             echo(f"  {li + 1}/{len(leaves)} committees, {counts['branches']:,} branches, {counts['events']:,} events, "
                  f"{w.rows:,} rows in {el:.0f} s ({w.rows / max(el - t_templates, 1e-9):,.0f} rows/s)")
+    assert edge.size == ids["event"]
+    cur = w.dbapi_conn.cursor()
+    cur.execute(f"UPDATE log_head SET size = {edge.size} WHERE id = 1")
+    cur.close()
+    w.commit()
+    echo(f"Merkle log: {edge.size:,} event leaves and their stored hashes (hashing and COPY {t_merkle:.1f} s of the load)")
     if w.pg:
         cur = w.dbapi_conn.cursor()
         t_ix = time.perf_counter()
@@ -545,9 +576,24 @@ def generate(engine: Engine, *, n_branches: int, n_committees: int, n_provinces:
         cur.close()
         w.dbapi_conn.autocommit = False  # the connection goes back to the pool as it came
     w.close()
+    # the master-data baseline (every committee, general branch, branch and person) and the campaign changes'
+    # and master events' leaves after the events', by the sequencer's batched path: the log then is what
+    # sequencer.integrate would have made of the loaded rows, and a whole-database `audit verify` passes
+    t_seq = time.perf_counter()
+    with session_factory(engine)() as s, s.begin():
+        size = sequencer.integrate(s, at=as_of_end)
+        baseline = int(s.scalar(text("SELECT COUNT(*) FROM master_events")) or 0)
+    t_seq = time.perf_counter() - t_seq
+    echo(f"master-data baseline ({baseline:,} subjects) and the log's other leaves sequenced in {t_seq:.1f} s: "
+         f"tree size {size:,}")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE master_events, merkle_hashes"))
     elapsed = time.perf_counter() - t0
-    return {"elapsed_s": elapsed, "templates_s": t_templates, "rows": w.rows, "counts": counts, "stages": stages,
-            "overdue": overdue, "committees": len(coms), "leaf_committees": len(leaves)}
+    counts["master_events"] = baseline
+    return {"elapsed_s": elapsed, "templates_s": t_templates, "rows": w.rows + baseline, "counts": counts,
+            "stages": stages, "overdue": overdue, "committees": len(coms), "leaf_committees": len(leaves),
+            "merkle_s": t_merkle, "sequence_s": t_seq, "tree_size": size}
 
 
 def main() -> None:

@@ -285,3 +285,49 @@ class MemoryHashes:
     def append(self, leaf: Hash) -> None:
         self.hashes.extend(stored_hashes_for_leaf(self.size, leaf, self))
         self.size += 1
+
+
+def right_edge_indexes(n: int) -> list[int]:
+    """The stored indexes of the complete subtrees on the right edge of the tree of ``n`` leaves, biggest first
+    (one per set bit of ``n``): every stored hash that appending leaves to that tree reads."""
+    idx: list[int] = []
+    lo = 0
+    for level in range(n.bit_length() - 1, -1, -1):
+        if n >> level & 1:
+            idx.append(stored_hash_index(level, lo >> level))
+            lo += 1 << level
+    return idx
+
+
+class RightEdge:
+    """Appends leaves with O(log n) memory: keeps only the right edge's subtree hashes.
+
+    ``append(leaf)`` returns ``(index, hashes)``: what :func:`stored_hashes_for_leaf` gives for that leaf and
+    the stored index of the first of them (the others follow it; the next leaf's come right after), so a
+    backlog of millions of leaves is sequenced in one pass with nothing read back from storage.
+    """
+
+    def __init__(self, size: int = 0, reader: HashReader | None = None) -> None:
+        idx = right_edge_indexes(size)
+        if idx and reader is None:
+            raise ValueError("a non-empty tree needs a reader for its right edge")
+        self._stack: list[Hash] = reader.read_hashes(idx) if idx and reader is not None else []
+        self.size = size
+        self.next_index = stored_hash_index(0, size)
+
+    def append(self, leaf: Hash) -> tuple[int, list[Hash]]:
+        n, h, out, stack = self.size, leaf, [leaf], self._stack
+        while n & 1:
+            h = node_hash(stack.pop(), h)
+            out.append(h)
+            n >>= 1
+        stack.append(h)
+        first = self.next_index
+        self.size += 1
+        self.next_index += len(out)
+        return first, out
+
+    def root(self) -> Hash:
+        if not self._stack:
+            return EMPTY
+        return _fold(self._stack)

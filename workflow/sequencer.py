@@ -19,6 +19,7 @@ byte of every chain. The leaf hash is ``SHA-256(0x00 ‖ data)`` (RFC 9162).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _master = table("master_events", column("id"), column("leaf_idx"))
 SOURCES = {"event": _events, "campaign_change": _changes, "master": _master}
 
 BATCH = 5000
+BULK_CHUNK = 50_000  # entries read, hashed and written at a time by the batched path
 
 
 def _s(v: str) -> str:
@@ -120,14 +122,22 @@ def lock_head(session: Session) -> int:
     return int(size or 0)
 
 
-def integrate(session: Session, *, batch: int = BATCH) -> int:
+def integrate(session: Session, *, batch: int = BATCH, bulk: bool = True, chunk: int = BULK_CHUNK,
+              at: dt.datetime | None = None) -> int:
     """Give every entry not yet in the tree its leaf index and store the hashes; returns the tree size.
 
-    Call it in its own transaction (the caller commits): it holds the sequencer lock until then.
+    Call it in its own transaction (the caller commits): it holds the sequencer lock until then. The
+    batched path (the default, :func:`_integrate_bulk`) and the row-by-row one (``bulk=False``) write the
+    same leaf indexes, hashes and master-data baseline (``at``: its time, now by default).
     """
     size = lock_head(session)
-    masterlog.baseline_if_empty(session)
+    masterlog.baseline_if_empty(session, at=at, bulk=bulk)
     start = size
+    if bulk:
+        size = _integrate_bulk(session, size, chunk)
+        if size != start:
+            session.execute(text("UPDATE log_head SET size = :s WHERE id = 1"), {"s": size})
+        return size
     reader = _Overlay(DbHashes(session), size)
     for kind, stmt in _UNSEQUENCED.items():
         src = SOURCES[kind]
@@ -153,6 +163,101 @@ def integrate(session: Session, *, batch: int = BATCH) -> int:
     if size != start:
         session.execute(text("UPDATE log_head SET size = :s WHERE id = 1"), {"s": size})
     return size
+
+
+# --- the batched path: a backlog of millions of entries (a bulk-loaded or migrated database) -----------
+
+_TABLES = {"event": "events", "campaign_change": "campaign_changes", "master": "master_events"}
+_BULK_SELECT = {
+    "event": ("SELECT e.id, cp.code, b.code, e.seq, e.hash FROM events e JOIN cases c ON c.id = e.case_id "
+              "JOIN campaigns cp ON cp.id = c.campaign_id JOIN branches b ON b.id = c.branch_id "
+              "WHERE e.leaf_idx IS NULL AND e.id > {p} ORDER BY e.id LIMIT {p}"),
+    "campaign_change": ("SELECT ch.id, cp.code, ch.seq, ch.hash FROM campaign_changes ch "
+                        "JOIN campaigns cp ON cp.id = ch.campaign_id "
+                        "WHERE ch.leaf_idx IS NULL AND ch.id > {p} ORDER BY ch.id LIMIT {p}"),
+    "master": "SELECT id, subject, seq, hash FROM master_events WHERE leaf_idx IS NULL AND id > {p} ORDER BY id LIMIT {p}",
+}
+
+
+def id_runs(ids: Sequence[int], first_leaf: int) -> list[tuple[int, int, int]]:
+    """``(offset, lo, hi)`` per run of consecutive ids, for ids (ascending) given leaves ``first_leaf, first_leaf + 1, …``
+    in turn: ``leaf_idx = id + offset`` for the ids ``lo..hi``. A bulk-loaded table is one run."""
+    runs: list[tuple[int, int, int]] = []
+    if not ids:
+        return runs
+    lo = prev = ids[0]
+    start = 0
+    for i in range(1, len(ids)):
+        rid = ids[i]
+        if rid != prev + 1:
+            runs.append((first_leaf + start - lo, lo, prev))
+            lo, start = rid, i
+        prev = rid
+    runs.append((first_leaf + start - lo, lo, prev))
+    return runs
+
+
+def write_hashes(dbapi: Any, pg: bool, rows: Sequence[tuple[int, bytes]]) -> None:
+    """Stored hashes ``(idx, hash)`` into ``merkle_hashes`` on the driver: binary COPY on PostgreSQL."""
+    cur = dbapi.cursor()
+    try:
+        if pg:
+            with cur.copy("COPY merkle_hashes (idx, hash) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int8", "bytea"])
+                for r in rows:
+                    cp.write_row(r)
+        else:
+            cur.executemany("INSERT INTO merkle_hashes (idx, hash) VALUES (?, ?)", rows)
+    finally:
+        cur.close()
+
+
+def _integrate_bulk(session: Session, size: int, chunk: int) -> int:
+    """:func:`integrate`'s loop a chunk at a time on the driver: the unsequenced entries of each kind in id order
+    (keyset, ``id > last``), their stored hashes from the tree's right edge in memory (:class:`merkle.RightEdge`,
+    nothing read back), written by COPY, and their leaf indexes by one ``UPDATE … SET leaf_idx = id + k`` per run
+    of consecutive ids. Same leaves, hashes and order as the row-by-row loop."""
+    session.flush()
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    p = "%s" if pg else "?"
+    dbapi: Any = conn.connection.driver_connection
+    edge = merkle.RightEdge(size, DbHashes(session))
+    lh = merkle.leaf_hash
+    for kind, sql_ in _BULK_SELECT.items():
+        sql = sql_.format(p=p)
+        mark = f"UPDATE {_TABLES[kind]} SET leaf_idx = id + {p} WHERE id BETWEEN {p} AND {p}"
+        after = -(1 << 62)
+        while True:
+            cur = dbapi.cursor()
+            try:
+                cur.execute(sql, (after, chunk))
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+            if not rows:
+                break
+            first = edge.size
+            hashes: list[tuple[int, bytes]] = []
+            for row in rows:
+                if kind == "event":
+                    data = leaf_event(row[1], row[2], row[3], row[4])
+                elif kind == "campaign_change":
+                    data = leaf_change(row[1], row[2], row[3])
+                else:
+                    data = leaf_master(row[1], row[2], row[3])
+                idx, hs = edge.append(lh(data))
+                hashes.extend(zip(range(idx, idx + len(hs)), hs, strict=True))
+            write_hashes(dbapi, pg, hashes)
+            cur = dbapi.cursor()
+            try:
+                cur.executemany(mark, id_runs([int(r[0]) for r in rows], first))
+            finally:
+                cur.close()
+            after = int(rows[-1][0])
+            if len(rows) < chunk:
+                break
+    return edge.size
 
 
 def tree_size(session: Session) -> int:
