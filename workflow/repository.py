@@ -93,7 +93,11 @@ class CaseRecord:
     deadline: dt.date | None
     state: dict[str, Any]
     version: int
-    updated_at: dt.datetime
+    updated_raw: Any  # as the driver returned it (SQLite: naive UTC text); read through ``updated_at``
+
+    @property
+    def updated_at(self) -> dt.datetime:
+        return _Sql.read_ts(self.updated_raw)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,9 +143,15 @@ class LoadedCase:
     facts: BranchFacts
     state: State
     last_hash: str
-    last_at: dt.datetime | None
+    last_at_raw: Any  # the chain head's ``at`` as stored (SQLite: naive UTC text), compared in that form
+    sql: _Sql
     pending: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_at(self) -> dt.datetime | None:
+        """The time of the last event (chain head), or None for a case without events."""
+        return _Sql.read_ts(self.last_at_raw)
 
     @property
     def stage(self) -> Stage:
@@ -263,10 +273,27 @@ class _Sql:
         self._ts_memo = (t, text)
         return text
 
+    def stored_at(self, t: dt.datetime, iso_text: str) -> Any:
+        """The stored value of ``t`` whose ISO text (``audit.iso``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, UTC) is
+        at hand: on SQLite the same naive UTC text as :meth:`ts` without converting the time again."""
+        if not self.sqlite:
+            return t
+        return iso_text[:10] + " " + iso_text[11:26]
+
+    def before(self, t: dt.datetime, stored_t: Any, stored_other: Any) -> bool:
+        """``t < other`` where ``other`` is a stored time: SQLite's fixed-width naive UTC text (26 characters,
+        as :meth:`ts` writes it) compares in order as text; any other shape is parsed first."""
+        if isinstance(stored_other, str):
+            if len(stored_other) == 26 and stored_other[10] == " " and isinstance(stored_t, str):
+                return stored_t < stored_other
+            stored_other = self.read_ts(stored_other)
+        return t < stored_other  # type: ignore[no-any-return]
+
     def day(self, d: dt.date | None) -> Any:
         return d.isoformat() if self.sqlite and d is not None else d
 
-    def read_ts(self, v: Any) -> dt.datetime | None:
+    @staticmethod
+    def read_ts(v: Any) -> dt.datetime | None:
         if v is None:
             return None
         if isinstance(v, str):
@@ -297,8 +324,14 @@ def _cursor(session: Session) -> tuple[_Sql, Any, Any]:
     if sql is None:
         sql = _SQL[name] = _Sql(name)
     driver = conn.connection.driver_connection
-    session.info["branchflow.dbapi"] = (session.get_transaction(), sql, driver, conn.dialect.dbapi)
+    session.info["branchflow.dbapi"] = (session.get_transaction(), sql, driver, conn.dialect.dbapi, conn.engine)
     return sql, driver.cursor(), conn.dialect.dbapi  # type: ignore[union-attr]
+
+
+def _engine(session: Session) -> Any:
+    """The engine of the connection :func:`_cursor` holds for the session's transaction."""
+    hit = session.info.get("branchflow.dbapi")
+    return hit[4] if hit is not None else session.get_bind().engine
 
 
 # Parsed campaigns by id; an entry is used only while the stored configuration is the same text.
@@ -316,7 +349,7 @@ _CAMPAIGN_SQL = {"sqlite": "SELECT name, year, config, created_at FROM campaigns
 
 def _loaded_campaign(session: Session, sql: _Sql, campaign_id: int, code: str,
                      change_seq: int | None) -> tuple[CampaignRecord, Campaign]:
-    engine = session.get_bind().engine
+    engine = _engine(session)
     per_db = _HOT.get(engine)
     if per_db is None:
         per_db = _HOT[engine] = {}
@@ -345,6 +378,42 @@ def _campaign(campaign_id: int, code: str, config: str) -> Campaign:
     return parsed
 
 
+# The branches of recently loaded cases, per database: the row's values as loaded (the key that keeps an
+# entry valid: any change to the branch's row shows as different values) with its record and codes, and
+# the facts per committee size. Bounded (oldest out first), so memory stays flat however many branches.
+_BRANCH_CACHE_SIZE = 4096
+_BRANCHES: weakref.WeakKeyDictionary[Any, dict[int, tuple[tuple[Any, ...], BranchRecord, dict[int, BranchFacts]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _branch(session: Session, sql: _Sql, values: tuple[Any, ...]) -> tuple[BranchRecord, BranchFacts]:
+    """The branch record and facts of the load's branch columns (``values``: id … committee and general-branch
+    codes), reused while the same branch comes back with the same values."""
+    engine = _engine(session)
+    per_db = _BRANCHES.get(engine)
+    if per_db is None:
+        per_db = _BRANCHES[engine] = {}
+    hit = per_db.get(values[0])
+    committee_code = values[12]
+    size = committee_size(session, committee_code)
+    if hit is not None and hit[0] == values:
+        record, by_size = hit[1], hit[2]
+        facts = by_size.get(size)
+        if facts is None:
+            facts = by_size[size] = facts_of(session, record, committee_code)
+        return record, facts
+    record = BranchRecord(id=values[0], code=values[1], name=values[2], branch_type=values[3],
+                          committee_id=values[4], general_branch_id=values[5], secretary_name=values[6],
+                          secretary_email=values[7], member_count=values[8],
+                          last_reelection=sql.read_day(values[9]), last_activity=sql.read_day(values[10]),
+                          secretary_violation=bool(values[11]))
+    facts = facts_of(session, record, committee_code)
+    if hit is None and len(per_db) >= _BRANCH_CACHE_SIZE:
+        del per_db[next(iter(per_db))]
+    per_db[values[0]] = (values, record, {size: facts})
+    return record, facts
+
+
 def load_case(session: Session, branch_code: str, campaign_code: str | None = None, *, lock: bool = False) -> LoadedCase:
     """Load a case with everything its rules need in one round trip; the state is decoded once."""
     session.flush()  # the raw read below must see what the caller's unit of work still holds (a no-op when clean)
@@ -364,24 +433,21 @@ def load_case(session: Session, branch_code: str, campaign_code: str | None = No
     # changes it in place; the row's stage and deadline stay the loaded ones, to see what the save moved)
     state = orjson.loads(r[6]) if isinstance(r[6], str | bytes) else copy.deepcopy(r[6])
     row = CaseRecord(id=r[0], campaign_id=r[1], branch_id=r[2], stage=r[3], grade=r[4], deadline=sql.read_day(r[5]),
-                     state=state, version=r[7], updated_at=sql.read_ts(r[8]))  # type: ignore[arg-type]
-    branch = BranchRecord(id=r[9], code=r[10], name=r[11], branch_type=r[12], committee_id=r[13],
-                          general_branch_id=r[14], secretary_name=r[15], secretary_email=r[16], member_count=r[17],
-                          last_reelection=sql.read_day(r[18]), last_activity=sql.read_day(r[19]),
-                          secretary_violation=bool(r[20]))
+                     state=state, version=r[7], updated_raw=r[8])
+    branch, facts = _branch(session, sql, r[9:23])
     camp, campaign = _loaded_campaign(session, sql, r[1], r[25], r[26])
-    committee_code = r[21]
     return LoadedCase(
         row=row,
         campaign_row=camp,
         campaign=campaign,
         branch=branch,
-        committee_code=committee_code,
+        committee_code=r[21],
         general_branch_code=r[22],
-        facts=facts_of(session, branch, committee_code),
+        facts=facts,
         state=state,
         last_hash=r[23] if r[23] is not None else GENESIS,
-        last_at=sql.read_ts(r[24]),
+        last_at_raw=r[24],
+        sql=sql,
     )
 
 
@@ -412,21 +478,24 @@ def _iso(at: dt.datetime) -> str:
 def append(session: Session, case: LoadedCase, *, kind: str, actor: str, at: dt.datetime,
            payload: dict[str, Any]) -> dict[str, Any]:
     """Apply an event to the loaded state and add its chained row; the projection is saved by :func:`save`."""
-    if case.last_at is not None and at < case.last_at:
+    at_text = _iso(at)
+    sql = case.sql
+    stored = sql.stored_at(at, at_text)
+    if case.last_at_raw is not None and sql.before(at, stored, case.last_at_raw):
         raise InvalidInput(
-            f"时间不能倒退：该支部最近一条记录时间为 {iso(case.last_at)}，本次操作时间为 {iso(at)}"
+            f"时间不能倒退：该支部最近一条记录时间为 {iso(case.last_at)}，本次操作时间为 {iso(at)}"  # type: ignore[arg-type]
         )
-    event = {"kind": kind, "at": _iso(at), "actor": actor, "stage": case.state["stage"], "payload": payload}
+    event = {"kind": kind, "at": at_text, "actor": actor, "stage": case.state["stage"], "payload": payload}
     # The loaded state is this call's private copy, so it is changed in place; a refusal further on
     # raises and the whole LoadedCase is dropped with the rolled-back transaction.
     case.state = apply(case.state, event, in_place=True)
     body = canonical(event)
     seq = case.row.version + len(case.pending) + 1
     digest = chain(case.last_hash, body)
-    case.rows.append({"case_id": case.row.id, "seq": seq, "kind": kind, "at": at, "actor": actor, "body": body,
-                      "prev_hash": case.last_hash, "hash": digest})
+    case.rows.append({"case_id": case.row.id, "seq": seq, "kind": kind, "at": at, "stored_at": stored,
+                      "actor": actor, "body": body, "prev_hash": case.last_hash, "hash": digest})
     case.last_hash = digest
-    case.last_at = at
+    case.last_at_raw = stored
     case.pending.append(event)
     return event
 
@@ -456,13 +525,15 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
             values.append(grade)
         if redated:
             values.append(sql.day(deadline))
-        values += (sql.ts(now), new, row.id, old)
+        last = case.rows[-1]
+        stored_now = last["stored_at"] if last["at"] is now else sql.ts(now)
+        values += (stored_now, new, row.id, old)
         cur.execute(sql.updates[moved, regraded, redated], values)
         if cur.rowcount != 1:
             raise StaleDataError(f"case {row.id} is no longer at version {old}")
         params: list[Any] = []
         for e in case.rows:
-            params += (e["case_id"], e["seq"], e["kind"], sql.ts(e["at"]), e["actor"], e["body"], e["prev_hash"],
+            params += (e["case_id"], e["seq"], e["kind"], e["stored_at"], e["actor"], e["body"], e["prev_hash"],
                        e["hash"])
         cur.execute(sql.insert_events(len(case.rows)), params)
         if moved or redated:
@@ -477,7 +548,7 @@ def save(session: Session, case: LoadedCase, *, now: dt.datetime) -> None:
     finally:
         cur.close()
     row.state, row.stage, row.grade, row.deadline = case.state, stage, grade, deadline
-    row.updated_at, row.version = now, new
+    row.updated_raw, row.version = stored_now, new
     case.pending = []
     case.rows = []
 

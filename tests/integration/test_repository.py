@@ -80,3 +80,22 @@ def test_listing_streams_the_same_rows_as_the_list(world: World) -> None:
         assert streamed == views.list_cases(s, now=at(4, 2))
     assert [r["code"] for r in streamed] == ["B1", "B2", "B3", "B4"]
     assert streamed[0]["stage"] == "self_assessment" and streamed[1]["overdue"] is True
+
+
+def test_a_branch_edited_between_two_loads_is_read_anew(world: World) -> None:
+    # the load keeps recent branches' records; a change to the row (a rename, a new member count, a new
+    # secretary, a move to another general branch) must show on the next load, in this process
+    from sqlalchemy import text
+
+    with world.sessions() as s:
+        first = load_case(s, "B1")
+        again = load_case(s, "B1")
+        assert again.branch is first.branch and again.facts is first.facts  # reused while unchanged
+    with world.sessions() as s, s.begin():
+        s.execute(text("UPDATE branches SET name = '更名后的支部', member_count = 3, secretary_email = 'new@test.cn' "
+                       "WHERE code = 'B1'"))
+    with world.sessions() as s:
+        case = load_case(s, "B1")
+        assert case.branch.name == "更名后的支部" and case.branch.secretary_email == "new@test.cn"
+        assert case.facts.name == "更名后的支部" and case.facts.member_count == 3
+        assert case.branch is not first.branch
