@@ -46,7 +46,11 @@ def chain(prev_hash: str, body: str) -> str:
 
 
 def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """``t`` in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the events' ``at``, hashed: the same text as
+    ``isoformat(timespec="microseconds")`` with ``Z`` for ``+00:00``, which costs twice as much to call)."""
+    u = t.astimezone(dt.UTC)
+    s = u.isoformat()  # 'YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00': the fraction only when there are microseconds
+    return s[:19] + (s[19:26] if u.microsecond else ".000000") + "Z"
 
 
 def parse_iso(s: str) -> dt.datetime:

@@ -50,3 +50,10 @@ def test_the_same_instant_is_not_before_itself() -> None:
     later = t + dt.timedelta(microseconds=1)
     assert SQLITE.before(t, SQLITE.stored_at(t, iso(t)), SQLITE.ts(later))
     assert not SQLITE.before(later, SQLITE.stored_at(later, iso(later)), SQLITE.ts(t))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(TIMES, TIMES.map(lambda t: t.replace(microsecond=0))))
+def test_iso_is_the_hashed_text_it_always_was(t: dt.datetime) -> None:
+    # the events' "at" is part of the hashed canonical bytes: the same text as the original definition
+    assert iso(t) == t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
