@@ -179,20 +179,41 @@ def clean_email(value: str, what: str = "电子邮箱") -> str:
     return v
 
 
+def _data_ok(data: Any, depth: int) -> bool:
+    """:func:`check_data` finds nothing: the same rules without building a path for every value."""
+    if depth > 16:
+        return False
+    if isinstance(data, str):
+        return check_text(data, "") is None
+    if isinstance(data, Mapping):
+        return all(check_name(str(k), "", "org_name") is None and _data_ok(v, depth + 1) for k, v in data.items())
+    if isinstance(data, list):
+        return all(_data_ok(v, depth + 1) for v in data)
+    if isinstance(data, int) and not isinstance(data, bool):
+        return check_int(data, "") is None
+    return not (isinstance(data, float) and not math.isfinite(data))
+
+
 def check_data(data: Any, where: str = "data", depth: int = 0) -> str | None:
     """Every string inside free-form record data: free-text rules; nesting at most 16 levels."""
+    if _data_ok(data, depth):  # the usual case; the walk names the first problem's place
+        return None
+    return _check_data_walk(data, where, depth)
+
+
+def _check_data_walk(data: Any, where: str, depth: int) -> str | None:
     if depth > 16:
         return f"{where} 嵌套层数过多"
     if isinstance(data, str):
         return check_text(data, where)
     if isinstance(data, Mapping):
         for k, v in data.items():
-            p = check_name(str(k), f"{where} 的字段名", "org_name") or check_data(v, f"{where}.{k}", depth + 1)
+            p = check_name(str(k), f"{where} 的字段名", "org_name") or _check_data_walk(v, f"{where}.{k}", depth + 1)
             if p:
                 return p
     elif isinstance(data, list):
         for i, v in enumerate(data):
-            p = check_data(v, f"{where}[{i}]", depth + 1)
+            p = _check_data_walk(v, f"{where}[{i}]", depth + 1)
             if p:
                 return p
     elif isinstance(data, int) and not isinstance(data, bool):
