@@ -272,7 +272,6 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
     del batch  # kept for callers; rows are streamed now
     report = Report()
     from workflow.campaigns import verify_changes
-    from workflow.repository import campaign_of, effective_deadline
 
     camp_id, branch_id = _resolve_scope(session, campaign_code, branch_code)
     if branch_code is None and case_range is None:
@@ -286,8 +285,23 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
 
         for subject, seq, problem in verify_master(session):
             report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
-    deadline_of: dict[str, Callable[[dict[str, Any]], dt.date | None]] = {}
-    camps = select(CampaignRow)  # only the campaigns in scope are parsed (1,000 committees: 1,000 configurations)
+    deadline_of = _deadlines(session, report, camp_id, branch_id)
+    lo, hi = case_range if case_range is not None else (None, None)
+    _verify_cases(session, report, deadline_of, camp_id=camp_id, branch_id=branch_id, lo=lo, hi=hi,
+                  ranged=case_range is not None)
+    return report
+
+
+_Deadlines = dict[str, Callable[[dict[str, Any]], dt.date | None]]
+
+
+def _deadlines(session: Session, report: Report, camp_id: int | None, branch_id: int | None) -> _Deadlines:
+    """Each campaign's deadline rule, by code (only the campaigns in scope are parsed: 1,000 committees are
+    1,000 configurations); a configuration that does not parse is a problem in ``report``."""
+    from workflow.repository import campaign_of, effective_deadline
+
+    deadline_of: _Deadlines = {}
+    camps = select(CampaignRow)
     if camp_id is not None:
         camps = camps.where(CampaignRow.id == camp_id)
     elif branch_id is not None:
@@ -300,6 +314,16 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
                                            problem=f"存储的活动配置无效：{exc.message.splitlines()[-1].strip()}"))
             continue
         deadline_of[camp_row.code] = partial(effective_deadline, c)
+    return deadline_of
+
+
+def _verify_cases(session: Session, report: Report, deadline_of: _Deadlines, *, camp_id: int | None = None,
+                  branch_id: int | None = None, lo: int | None = None, hi: int | None = None,
+                  ranged: bool = False) -> None:
+    """The chains and projections of the cases in scope (a campaign, a branch, and/or case ids in [lo, hi),
+    either end open when None) into ``report``. With ``ranged`` the events are taken by their case id
+    (lo ≤ case_id < hi) whether or not a case row has it, so ranges that cover every id also cover the
+    events of cases that do not exist, as a whole-database verify does."""
     conds, params = [], {}
     if camp_id is not None:
         conds.append("c.campaign_id = :cp")
@@ -307,21 +331,24 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
     if branch_id is not None:
         conds.append("c.branch_id = :br")
         params["br"] = branch_id
-    if case_range is not None:
-        conds.append("c.id >= :lo AND c.id < :hi")
-        params["lo"], params["hi"] = case_range
+    if lo is not None:
+        conds.append("c.id >= :lo")
+        params["lo"] = lo
+    if hi is not None:
+        conds.append("c.id < :hi")
+        params["hi"] = hi
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
-    ev_where = where.replace("c.id", "e.case_id") if case_range is not None and camp_id is None and branch_id is None \
-        else where
+    ev_where = where.replace("c.id", "e.case_id") if ranged and camp_id is None and branch_id is None else where
     ev_join = "JOIN cases c ON c.id = e.case_id" if (camp_id is not None or branch_id is not None) else ""
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    name = session.get_bind().dialect.name
+    sqlite = name == "sqlite"
     at_equal = _sqlite_at_equal if sqlite else _parsed_at_equal
     # Rows straight from the driver (SQLAlchemy's row machinery cost more than hashing them): two
     # cursors on the session's own connection, server-side on PostgreSQL so memory stays flat.
     dbapi = session.connection().connection.driver_connection
     # the state as text on PostgreSQL too, parsed by orjson as on SQLite (psycopg would parse the JSON with json)
     cases_sql = _CASES_SQL.format(where=where, state="c.state" if sqlite else "c.state::text")
-    ev_sql = _EVENTS_SQL.format(join=ev_join, where=ev_where, at_text=_AT_TEXT.get(session.get_bind().dialect.name, 'NULL'))
+    ev_sql = _EVENTS_SQL.format(join=ev_join, where=ev_where, at_text=_AT_TEXT.get(name, 'NULL'))
     if not sqlite:  # psycopg's named parameters
         for k in params:
             cases_sql, ev_sql = cases_sql.replace(f":{k}", f"%({k})s"), ev_sql.replace(f":{k}", f"%({k})s")
@@ -339,7 +366,6 @@ def verify(session: Session, *, campaign_code: str | None = None, branch_code: s
     finally:
         cases_cur.close()
         ev_cur.close()
-    return report
 
 
 def _rows(cur: Any, size: int) -> Iterator[Any]:
@@ -379,31 +405,56 @@ def _orphan(report: Report, row: Any) -> None:
                                        problem=f"事件所属的立案记录（case {row[0]}）不存在"))
 
 
-def case_ranges(session: Session, workers: int) -> list[tuple[int, int]]:
-    """Split the case ids into ``workers`` ranges [lo, hi) of about equal size."""
-    n = int(session.scalar(select(func.count()).select_from(CaseRow)) or 0)
-    top = int(session.scalar(select(func.max(CaseRow.id))) or 0) + 1
-    if n == 0 or workers <= 1:
-        return [(0, top)]
-    bounds = [0]
-    for k in range(1, workers):
-        b = session.scalar(select(CaseRow.id).order_by(CaseRow.id).offset(k * n // workers).limit(1))
-        if b is not None and b > bounds[-1]:
-            bounds.append(int(b))
-    bounds.append(top)
+def case_ranges(session: Session, workers: int) -> list[tuple[int | None, int | None]]:
+    """Split the case ids into at most ``workers`` ranges [lo, hi) holding about equal numbers of events,
+    the first open below and the last open above (None), so together they take every case and every event.
+
+    The events of a case are weighed by ``cases.version`` (= its number of events), summed in the database
+    in one pass over the cases (a window sum; no event is read)."""
+    if workers <= 1:
+        return [(None, None)]
+    total = int(session.scalar(select(func.coalesce(func.sum(CaseRow.version), 0))) or 0)
+    if total <= 0:
+        return [(None, None)]
+    before = func.sum(CaseRow.version).over(order_by=CaseRow.id) - CaseRow.version  # events of lower ids
+    bucket = select(CaseRow.id.label("id"), (before * workers // total).label("k")).subquery()
+    starts = [int(b) for b in session.scalars(select(func.min(bucket.c.id)).group_by(bucket.c.k).order_by(bucket.c.k))]
+    bounds: list[int | None] = [None, *starts[1:], None]
     return list(itertools.pairwise(bounds))
 
 
-def _verify_range(url: str, lo: int, hi: int) -> tuple[int, int, list[dict[str, Any]]]:
+_Result = tuple[int, int, list[tuple[Any, ...]]]  # cases, events, problems as field tuples (cheap to pickle)
+
+
+def _result(report: Report) -> _Result:
+    return report.cases, report.events, [(p.campaign, p.branch, p.seq, p.event_id, p.problem) for p in report.problems]
+
+
+def _verify_range(url: str, lo: int | None, hi: int | None, deadline_of: _Deadlines | None = None) -> _Result:
+    """One worker's range on an engine of its own (never one inherited from the parent)."""
     from workflow.db import make_engine, session_factory
 
     eng = make_engine(url)
     try:
         with session_factory(eng)() as s:
-            r = verify(s, case_range=(lo, hi), master=False)
-        return r.cases, r.events, [p.__dict__ for p in r.problems]
+            report = Report()
+            if deadline_of is None:  # a spawned worker parses the campaigns itself
+                deadline_of = _deadlines(s, Report(), None, None)  # their problems are the parent's to report
+            _verify_cases(s, report, deadline_of, lo=lo, hi=hi, ranged=True)
+        return _result(report)
     finally:
         eng.dispose()
+
+
+def _forked_worker(conn: Any, url: str, lo: int | None, hi: int | None, deadline_of: _Deadlines) -> None:
+    try:
+        out: Any = ("ok", _verify_range(url, lo, hi, deadline_of))
+    except Exception as exc:  # noqa: BLE001 — sent to the parent, which raises it (a worker that dies shows as EOF)
+        import traceback
+
+        out = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    conn.send(out)
+    conn.close()
 
 
 def _check_tallies(session: Session, report: Report, campaign_id: int | None, campaign_code: str | None) -> None:
@@ -416,31 +467,100 @@ def _check_tallies(session: Session, report: Report, campaign_id: int | None, ca
                                        event_id=None, problem=d.message()))
 
 
-def verify_parallel(session: Session, url: str, *, workers: int) -> Report:
-    """The whole database verified by ``workers`` processes over case-id ranges, plus the campaign and
-    master-data chains here; the result is the same as :func:`verify`'s."""
+def parallel_start_method(session: Session | None = None) -> str:
+    """``fork`` where it is safe, else ``spawn``. Safe: POSIX but macOS; this process has one thread (a fork
+    copies only the calling thread, so a lock another thread holds would stay held in the child); and, on
+    SQLite, ``session`` is not inside a write transaction — the children's copies of SQLite would believe
+    they held the file locks that only this process holds."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import sys
+    import threading
+
+    if sys.platform == "darwin" or "fork" not in multiprocessing.get_all_start_methods() \
+            or threading.active_count() != 1:
+        return "spawn"
+    if session is not None and session.get_bind().dialect.name == "sqlite" \
+            and session.connection().connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        return "spawn"
+    return "fork"
+
+
+def verify_parallel(session: Session, url: str, *, workers: int, start_method: str | None = None) -> Report:
+    """The whole database verified by ``workers`` processes over case-id ranges of about equal numbers of
+    events, the campaign, tally and master-data checks here meanwhile; the report is :func:`verify`'s —
+    same counts, same problems in the same order.
+
+    Forked workers (see :func:`parallel_start_method`) start at once, with the modules and the parsed
+    campaigns of this process; each opens an engine of its own and never touches the connections it
+    inherited (SQLAlchemy's and SQLite's rule across a fork). When it forks, this process's statements
+    are all finished and (on SQLite) it is in no write transaction, so it holds no SQLite lock that the
+    children's copies of SQLite would believe they held.
+    Spawned workers (elsewhere) re-import the project first, ≈ 0.5 s each.
+    """
+    import multiprocessing
 
     from workflow.campaigns import verify_changes
     from workflow.masterlog import verify_master
 
-    report = Report()
     ranges = case_ranges(session, workers)
-    with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_verify_range, url, lo, hi) for lo, hi in ranges]
-        # the campaign and master-data chains here while the workers start and check the branches
+    parsed = Report()  # campaigns whose stored configuration does not parse: verify() lists them after the chains
+    deadline_of = _deadlines(session, parsed, None, None)
+    method = start_method or parallel_start_method(session)  # after the reads above: their statements are done
+    ctx: Any = multiprocessing.get_context(method)
+    procs: list[Any] = []
+    pipes: list[Any] = []
+    pool: Any = None
+    futures: list[Any] = []
+    try:
+        if method == "fork":
+            for lo, hi in ranges:
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_forked_worker, args=(send, url, lo, hi, deadline_of), daemon=True)
+                p.start()
+                send.close()  # the child's end: closed here, so a child that dies shows as EOF
+                procs.append(p)
+                pipes.append(recv)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(len(ranges), mp_context=ctx)
+            futures = [pool.submit(_verify_range, url, lo, hi) for lo, hi in ranges]
+        # the campaign, tally and master-data checks here while the workers check the branches; in verify()'s order
+        report = Report()
         for camp, seq, problem in verify_changes(session):
             report.problems.append(Problem(campaign=camp, branch="(活动配置)", seq=seq, event_id=None, problem=problem))
+        _check_tallies(session, report, None, None)
         for subject, seq, problem in verify_master(session):
             report.problems.append(Problem(campaign="(基础数据)", branch=subject, seq=seq, event_id=None, problem=problem))
-        _check_tallies(session, report, None, None)
-        for fut in futures:
-            cases, events, problems = fut.result()
+        report.problems.extend(parsed.problems)
+        results: list[_Result] = []
+        if method == "fork":
+            for recv in pipes:
+                try:
+                    status, payload = recv.recv()
+                except EOFError:
+                    raise RuntimeError("并行校验的工作进程意外退出") from None
+                if status != "ok":
+                    raise RuntimeError(f"并行校验的工作进程出错：{payload}")
+                results.append(payload)
+        else:
+            results = [fut.result() for fut in futures]
+        for cases, events, problems in results:
             report.cases += cases
             report.events += events
-            report.problems.extend(Problem(**p) for p in problems)
-    return report
+            report.problems.extend(Problem(campaign=c, branch=b, seq=s, event_id=e, problem=m)
+                                   for c, b, s, e, m in problems)
+        return report
+    finally:
+        for recv in pipes:
+            recv.close()
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def events_of(session: Session, case_id: int, *, until: dt.datetime | None = None) -> Iterator[dict[str, Any]]:
