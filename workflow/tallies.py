@@ -12,7 +12,7 @@ Keys are NOT NULL (the primary key is the triggers' upsert target): "none" is ``
 a committee or general branch, :data:`NO_DEADLINE` for a deadline (never before today, as NULL never is).
 A row may hold ``n = 0`` after its last case moved on; readers sum and drop those.
 
-This module reads the tallies (:func:`rollup_groups`, :func:`dashboard_groups`, :func:`stats_groups`),
+This module reads the tallies (:func:`rollup_by_group`, :func:`rollup_by_committee`, :func:`dashboard_groups`, :func:`stats_groups`),
 recomputes them from the cases (:func:`expected`, :func:`rebuild`) and compares (:func:`tallies_check`,
 for ``audit verify``).
 """
@@ -23,6 +23,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -34,10 +35,11 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
+    cast,
     false,
     func,
-    literal,
     or_,
     select,
     text,
@@ -46,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from states.base import Stage
-from workflow.models import Branch, CaseRow, GeneralBranch
+from workflow.models import Branch, CaseRow, Committee, GeneralBranch
 
 NO_DEADLINE = dt.date(9999, 12, 31)
 TRIGGERS = (("cases", "trg_cases_tally_insert"), ("cases", "trg_cases_tally_update"),
@@ -78,25 +80,61 @@ def _none(v: str) -> str | None:
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def rollup_groups(session: Session, campaign_ids: Sequence[int], today: dt.date, *,
-                  committees: Any = None) -> list[tuple[int, int, str, str | None, str | None, int, int]]:
-    """(committee, campaign, stage, grade, last year's grade, n, overdue) over the campaigns; overdue = deadline
-    before ``today`` and not accepted. ``committees`` (a subquery of committee ids) keeps those committees'
-    branches only; without it the committee is 0 (the caller credits the campaign's committee) and the rows
-    are grouped per campaign."""
+def _late(t: Any) -> Any:
+    """Overdue cases of a tally row: deadline before ``:today`` and not accepted."""
+    return func.sum(case((and_(t.c.deadline < bindparam("today", type_=Date), t.c.stage != Stage.accepted.value),
+                          t.c.n), else_=0))
+
+
+def _by_group(dialect: str) -> Any:
+    """The roll-up's sums per (group, stage, grade, last year's grade), each campaign in the group the JSON
+    object ``:groups`` (campaign id → group number) gives it; campaigns not named are left out."""
     t = case_tallies
-    late = func.sum(case((and_(t.c.deadline < today, t.c.stage != Stage.accepted.value), t.c.n), else_=0))
-    com: Any = t.c.committee_id if committees is not None else literal(0)
-    q = (select(com.label("k"), t.c.campaign_id, t.c.stage, t.c.grade, t.c.previous_grade,
-                func.sum(t.c.n).label("n"), late.label("late"))
-         .where(t.c.campaign_id.in_(list(campaign_ids)))
-         .group_by(*([t.c.committee_id] if committees is not None else []), t.c.campaign_id, t.c.stage, t.c.grade,
-                   t.c.previous_grade)
-         .having(func.sum(t.c.n) != 0))
-    if committees is not None:
-        q = q.where(t.c.committee_id.in_(committees))
-    return [(int(k), int(camp), stage, _none(grade), _none(prev), int(n), int(n_late or 0))
-            for k, camp, stage, grade, prev, n, n_late in session.execute(q).all()]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        g = func.jsonb_each_text(cast(bindparam("groups", type_=String), JSONB)).table_valued("key", "value", name="g")
+    else:
+        g = func.json_each(bindparam("groups", type_=String)).table_valued("key", "value", name="g")
+    grp = cast(g.c.value, Integer)
+    return (select(grp, t.c.stage, t.c.grade, t.c.previous_grade, func.sum(t.c.n), _late(t))
+            .select_from(t.join(g, t.c.campaign_id == cast(g.c.key, Integer)))
+            .group_by(grp, t.c.stage, t.c.grade, t.c.previous_grade)
+            .having(func.sum(t.c.n) != 0))
+
+
+_BY_GROUP = {d: _by_group(d) for d in ("postgresql", "sqlite")}  # built once per dialect
+
+
+def rollup_by_group(session: Session, groups: str, today: dt.date) -> list[tuple[int, str, str | None, str | None,
+                                                                                int, int]]:
+    """(group, stage, grade, last year's grade, n, overdue) summed over the campaigns of each group;
+    ``groups`` is a JSON object campaign id → group number (the roll-up's row and grade scale): the
+    tallies are summed in the server per group, not per campaign."""
+    rows = session.execute(_BY_GROUP[_dialect(session)], {"groups": groups, "today": today}).tuples()
+    return [(int(no), stage, grade or None, prev or None, int(n), int(late or 0))
+            for no, stage, grade, prev, n, late in rows]
+
+
+_BY_COMMITTEE = (
+    select(Committee.id, Committee.path, case_tallies.c.campaign_id, case_tallies.c.stage, case_tallies.c.grade,
+           case_tallies.c.previous_grade, func.sum(case_tallies.c.n), _late(case_tallies))
+    .select_from(case_tallies.join(Committee, Committee.id == case_tallies.c.committee_id))
+    .where(case_tallies.c.campaign_id.in_(bindparam("ids", expanding=True)),
+           Committee.path.startswith(bindparam("prefix"), autoescape=False))
+    .group_by(Committee.id, Committee.path, case_tallies.c.campaign_id, case_tallies.c.stage, case_tallies.c.grade,
+              case_tallies.c.previous_grade)
+    .having(func.sum(case_tallies.c.n) != 0))
+
+
+def rollup_by_committee(session: Session, campaign_ids: Sequence[int], today: dt.date, *, prefix: str
+                        ) -> list[tuple[int, str, int, str, str | None, str | None, int, int]]:
+    """(branch's committee, its path, campaign, stage, grade, last year's grade, n, overdue) over the
+    campaigns, for the branches of the committees whose path starts with ``prefix`` (a pre-tenancy campaign
+    covers every committee: the roll-up credits each committee's branches)."""
+    rows = session.execute(_BY_COMMITTEE, {"ids": list(campaign_ids), "prefix": prefix, "today": today}).tuples()
+    return [(int(cid), path, int(camp), stage, grade or None, prev or None, int(n), int(late or 0))
+            for cid, path, camp, stage, grade, prev, n, late in rows]
 
 
 def stats_groups(session: Session, campaign_id: int) -> list[tuple[str, str | None, str | None, int]]:
@@ -111,9 +149,17 @@ def stats_groups(session: Session, campaign_id: int) -> list[tuple[str, str | No
 def scope_condition(actor: Any) -> Any:
     """The reader's scope as a condition on ``case_tallies_gb`` — :func:`workflow.tenancy.branch_clause`
     (committees read, general branches worked in) on the tally's columns; ``None`` when the scope names
-    single branches, which no tally row can tell apart (the caller groups the cases then)."""
+    single branches, which no tally row can tell apart (the caller groups the cases then). Memoised by the
+    actor's roles (one clause object per scope: :func:`dashboard_groups` keeps its statement per clause)."""
+    roles = actor.roles
+    return _scope_condition(roles if isinstance(roles, frozenset) else frozenset(roles))
+
+
+@lru_cache(maxsize=4096)
+def _scope_condition(roles: frozenset[Any]) -> Any:
     from workflow import tenancy
 
+    actor = _Roles(roles)
     sc = tenancy.scope_of(actor)
     t = case_tallies_gb
     if sc.everything:
@@ -130,24 +176,48 @@ def scope_condition(actor: Any) -> Any:
     return or_(*parts) if parts else false()
 
 
+@dataclass(frozen=True)
+class _Roles:
+    """The roles alone, standing for the actor inside the memoised builders."""
+
+    roles: frozenset[Any]
+
+
+_DASHBOARD = (select(GeneralBranch.code, GeneralBranch.name, case_tallies_gb.c.stage, case_tallies_gb.c.grade,
+                     func.sum(case_tallies_gb.c.n),
+                     func.sum(case((case_tallies_gb.c.deadline < bindparam("today", type_=Date),
+                                    case_tallies_gb.c.n), else_=0)))
+              .select_from(case_tallies_gb)
+              .outerjoin(GeneralBranch, GeneralBranch.id == case_tallies_gb.c.general_branch_id)
+              .where(case_tallies_gb.c.campaign_id == bindparam("campaign"))
+              .group_by(GeneralBranch.code, GeneralBranch.name, case_tallies_gb.c.stage, case_tallies_gb.c.grade)
+              .having(func.sum(case_tallies_gb.c.n) != 0))
+
+
+_BY_SCOPE: dict[int, tuple[Any, Any]] = {}  # id(scope clause) → (the clause, kept alive; its statement)
+
+
+def _dashboard(where: Any) -> Any:
+    """The dashboard's statement with the reader's scope (one per memoised scope clause; keyed by identity:
+    a clause's ``==`` builds SQL)."""
+    if where is None:
+        return _DASHBOARD
+    hit = _BY_SCOPE.get(id(where))
+    if hit is None or hit[0] is not where:
+        if len(_BY_SCOPE) > 4096:
+            _BY_SCOPE.clear()
+        hit = _BY_SCOPE[id(where)] = (where, _DASHBOARD.where(where))
+    return hit[1]
+
+
 def dashboard_groups(session: Session, campaign_id: int, today: dt.date,
                      where: Any = None) -> list[tuple[str | None, str | None, str, str | None, int, int]]:
     """(general branch code, its name, stage, grade, n, overdue = deadline before ``today``) of one campaign,
     as the dashboard's GROUP BY over the cases gave them (a branch outside any general branch: code and name
     None); ``where`` from :func:`scope_condition`. (The cases' query joined the branch's committee: every
     branch has one — ``branches.committee_id`` is a NOT NULL foreign key — so no join is needed here.)"""
-    t = case_tallies_gb
-    q = (select(GeneralBranch.code, GeneralBranch.name, t.c.stage, t.c.grade, func.sum(t.c.n),
-                func.sum(case((t.c.deadline < today, t.c.n), else_=0)))
-         .select_from(t)
-         .outerjoin(GeneralBranch, GeneralBranch.id == t.c.general_branch_id)
-         .where(t.c.campaign_id == campaign_id)
-         .group_by(GeneralBranch.code, GeneralBranch.name, t.c.stage, t.c.grade)
-         .having(func.sum(t.c.n) != 0))
-    if where is not None:
-        q = q.where(where)
-    return [(gb, name, stage, _none(grade), int(n), int(late or 0)) for gb, name, stage, grade, n, late
-            in session.execute(q).all()]
+    rows = session.execute(_dashboard(where), {"campaign": campaign_id, "today": today}).tuples()
+    return [(gb, name, stage, grade or None, int(n), int(late or 0)) for gb, name, stage, grade, n, late in rows]
 
 
 # --- recomputing and checking -------------------------------------------------------------------------
