@@ -3,10 +3,13 @@
 Three pictures, each from an aggregate query (work proportional to the number of general branches,
 grades or days, not to what is drawn):
 
-- :func:`grade_counts` → grade distribution (the grade in force of every case, and 未定级);
+- :func:`grade_counts` → grade distribution (the grade in force of every case, and 未定级), from the case
+  tallies (``workflow.tallies``, kept by triggers: a few rows per campaign, not its cases);
 - :func:`stage_burndown` → branches not yet past each stage, day by day, with that stage's deadline:
-  a burn-down toward each deadline (from the ``opened`` and ``moved`` events, streamed);
-- :func:`overdue_by_general_branch` → cases past their stage's deadline, per general branch.
+  a burn-down toward each deadline (from the ``opened`` and ``moved`` events, streamed: the tallies hold
+  where the cases stand now, not their history);
+- :func:`overdue_by_general_branch` → cases past their stage's deadline, per general branch, from the
+  tallies per general branch.
 
 :func:`dashboard_svgs` returns all three for the dashboard and the monthly digest. The SVGs carry
 their numbers as ``<title>`` tooltips and a text alternative (``aria-label``), so they read without colour.
@@ -15,17 +18,18 @@ their numbers as ``<title>`` tooltips and a text alternative (``aria-label``), s
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from dataclasses import dataclass
 from html import escape
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import Date, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from states.base import WORKING_STAGES, Stage
-from workflow.models import Branch, CampaignRow, CaseRow, EventRow, GeneralBranch
+from workflow.models import CampaignRow, CaseRow, EventRow, GeneralBranch
 from workflow.repository import campaign_of, get_campaign_row
+from workflow.tallies import case_tallies_gb
 
 PALETTE = ["#c0392b", "#d35400", "#b7950b", "#27ae60", "#2471a3", "#7d3c98", "#566573"]
 FONT = "'WenQuanYi Micro Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif"
@@ -35,33 +39,39 @@ MAX_BARS = 15
 
 # --- data -------------------------------------------------------------------------------------------
 
+# built once; the tallies hold "no grade" as '' and every case is counted once in case_tallies_gb
+_T = case_tallies_gb
+_GRADES = (select(_T.c.grade, func.sum(_T.c.n)).where(_T.c.campaign_id == bindparam("campaign"))
+           .group_by(_T.c.grade).having(func.sum(_T.c.n) != 0))
+_GB_NAME = func.coalesce(GeneralBranch.name, "（直属党支部）")
+_OVERDUE = (select(_GB_NAME, func.sum(_T.c.n))
+            .select_from(_T).outerjoin(GeneralBranch, GeneralBranch.id == _T.c.general_branch_id)
+            .where(_T.c.campaign_id == bindparam("campaign"), _T.c.deadline < bindparam("today", type_=Date))
+            .group_by(_GB_NAME).having(func.sum(_T.c.n) != 0))
+
+
 def grade_counts(session: Session, campaign: CampaignRow) -> list[tuple[str, int]]:
     """(grade label, number of cases) in the scale's order, best first, then 未定级 if any."""
     scale = campaign_of(campaign).grading.scale
-    counts = dict(
-        session.execute(
-            select(CaseRow.grade, func.count()).where(CaseRow.campaign_id == campaign.id).group_by(CaseRow.grade)
-        ).tuples().all()
-    )
-    out = [(b.grade, int(counts.get(b.code, 0))) for b in scale.bands]
+    counts = {grade or None: int(n) for grade, n in session.execute(_GRADES, {"campaign": campaign.id}).tuples()}
+    out = [(b.grade, counts.get(b.code, 0)) for b in scale.bands]
     if counts.get(None):
-        out.append((UNGRADED, int(counts[None])))
+        out.append((UNGRADED, counts[None]))
     return out
 
 
 def overdue_by_general_branch(session: Session, campaign: CampaignRow, now: dt.datetime) -> list[tuple[str, int]]:
-    """(general branch name, overdue cases), most overdue first; cases past their current stage's deadline."""
+    """(general branch name, overdue cases), most overdue first; cases past their current stage's deadline
+    (a case with no deadline is tallied at 9999-12-31: never past)."""
     today = now.astimezone(campaign_of(campaign).tz).date()
-    name = func.coalesce(GeneralBranch.name, "（直属党支部）")
-    rows = session.execute(
-        select(name, func.count())
-        .select_from(CaseRow)
-        .join(Branch, Branch.id == CaseRow.branch_id)
-        .outerjoin(GeneralBranch, GeneralBranch.id == Branch.general_branch_id)
-        .where(CaseRow.campaign_id == campaign.id, CaseRow.deadline < today)
-        .group_by(name)
-    ).tuples().all()
+    rows = session.execute(_OVERDUE, {"campaign": campaign.id, "today": today}).tuples()
     return sorted(((str(n), int(c)) for n, c in rows), key=lambda r: (-r[1], r[0]))
+
+
+_MOVES = (select(EventRow.at, EventRow.kind, EventRow.body)  # built once
+          .join(CaseRow, CaseRow.id == EventRow.case_id)
+          .where(CaseRow.campaign_id == bindparam("campaign"), EventRow.kind.in_(["opened", "moved"]),
+                 EventRow.at <= bindparam("now", type_=EventRow.__table__.c.at.type)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,13 +92,9 @@ def stage_burndown(session: Session, campaign: CampaignRow, now: dt.datetime, *,
     order = {s: i for i, s in enumerate(Stage)}
     working = list(WORKING_STAGES)
     delta: Counter[tuple[int, int]] = Counter()  # (day index, stage index) → change in "not yet past"
-    q = (
-        select(EventRow.at, EventRow.kind, EventRow.body)
-        .join(CaseRow, CaseRow.id == EventRow.case_id)
-        .where(CaseRow.campaign_id == campaign.id, EventRow.kind.in_(["opened", "moved"]), EventRow.at <= now)
-    )
     n_days = (end - start).days + 1
-    for at, kind, body in session.execute(q, execution_options={"yield_per": batch}):
+    rows = session.execute(_MOVES, {"campaign": campaign.id, "now": now}, execution_options={"yield_per": batch})
+    for at, kind, body in rows.tuples():
         day = min(max((at.astimezone(tz).date() - start).days, 0), n_days)
         if day >= n_days:
             continue
@@ -96,7 +102,7 @@ def stage_burndown(session: Session, campaign: CampaignRow, now: dt.datetime, *,
             for si in range(len(working)):
                 delta[day, si] += 1
             continue
-        p = json.loads(body)["payload"]
+        p = orjson.loads(body)["payload"]
         a, b = order[Stage(p["from"])], order[Stage(p["to"])]
         lo, hi, sign = (a, b, -1) if a < b else (b, a, 1)
         for si in range(lo, min(hi, len(working))):
