@@ -11,7 +11,11 @@ Builds (or reuses) a SQLite database of N branches moved through all seven stage
     one's ``sha256(prev_hash ‖ body)`` computed and compared and its body parsed with ``orjson.loads``;
 (b) ``audit.verify`` in this process: events/s (wall) and CPU seconds; ``ratio`` = its CPU ÷ (a)'s CPU;
     also its CPU without the master-data chains (``verify(master=False)``: branches' chains and projections);
-(c) ``audit.verify_parallel`` with ``--workers`` processes: events/s (wall), CPU of parent + children.
+(c) ``audit.verify_parallel`` with ``--workers`` processes (forked where ``audit.parallel_start_method`` allows):
+    events/s (wall), CPU of parent + children, each apart, and the CPU of the parent's own part alone (case
+    ranges, campaigns, campaign chains, tallies, master-data chains, done while the workers run); then the
+    same with spawned workers (each re-imports the project), for comparison. The 1-minute load average at the
+    end of each measurement is in the JSON (the machine is shared: wall figures depend on it).
 
 With ``--url`` (a PostgreSQL server; a database ``bf_verify_<N>`` is created there and the SQLite rows are
 copied in, once) the same three figures are measured on PostgreSQL, the raw bound streaming with psycopg.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import sqlite3
 import sys
@@ -92,7 +97,13 @@ def raw_pg(url: str) -> tuple[int, int]:
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float, Any]:
     """Best wall and best CPU (own + reaped children) of ``repeat`` runs, and the last result."""
-    best_wall = best_cpu = best_own = float("inf")
+    best_wall, best_own, best_cpu, _, result = timed_split(fn, repeat)
+    return best_wall, best_own, best_cpu, result
+
+
+def timed_split(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float, float, Any]:
+    """:func:`timed` plus the best CPU of the reaped children alone."""
+    best_wall = best_cpu = best_own = best_children = float("inf")
     result = None
     for _ in range(repeat):
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -102,7 +113,8 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float, Any]
         ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         children = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
         best_wall, best_own, best_cpu = min(best_wall, wall), min(best_own, own), min(best_cpu, own + children)
-    return best_wall, best_own, best_cpu, result
+        best_children = min(best_children, children)
+    return best_wall, best_own, best_cpu, best_children, result
 
 
 def copy_to_pg(db: Path, admin_url: str, n: int) -> str:
@@ -157,29 +169,52 @@ def measure(label: str, url: str, raw: Callable[[], tuple[int, int]], workers: i
         with sessions() as s:
             return audit.verify(s, master=False)
 
-    def parallel() -> audit.Report:
+    def parallel(method: str | None = None) -> audit.Report:
         with sessions() as s:
-            return audit.verify_parallel(s, url, workers=workers)
+            return audit.verify_parallel(s, url, workers=workers, start_method=method)
+
+    def parent_part() -> None:  # what verify_parallel does in the parent besides waiting: ranges, campaigns, chains
+        from workflow.campaigns import verify_changes
+        from workflow.masterlog import verify_master
+
+        with sessions() as s:
+            audit.case_ranges(s, workers)
+            audit._deadlines(s, audit.Report(), None, None)
+            verify_changes(s)
+            audit._check_tallies(s, audit.Report(), None, None)
+            list(verify_master(s))
 
     _, r_cpu, _, (events, bad) = timed(raw, repeat)
     assert bad == 0
     v_wall, v_cpu, _, rep = timed(single, repeat)
     assert rep.ok and rep.events == events, (rep.events, events, rep.problems[:3])
     _, c_cpu, _, _ = timed(cases_only, repeat)
-    p_wall, _, p_cpu, prep = timed(parallel, repeat)
+    _, pp_cpu, _, _ = timed(parent_part, repeat)
+    method = audit.parallel_start_method()
+    p_wall, p_own, p_cpu, p_children, prep = timed_split(parallel, repeat)
     assert prep.ok and prep.events == events, (prep.events, events, prep.problems[:3])
+    s_wall, _, s_cpu, _, srep = timed_split(lambda: parallel("spawn"), repeat)
+    assert srep.ok and srep.events == events
     engine.dispose()
     out = {"events": events, "raw_cpu_s": round(r_cpu, 3), "raw_events_per_s_cpu": round(events / r_cpu),
            "verify_wall_s": round(v_wall, 3), "verify_cpu_s": round(v_cpu, 3),
            "events_per_s": round(events / v_wall), "events_per_s_cpu": round(events / v_cpu),
            "ratio": round(v_cpu / r_cpu, 2), "cases_only_cpu_s": round(c_cpu, 3),
            "cases_only_events_per_s_cpu": round(events / c_cpu), "workers": workers, "parallel_wall_s": round(p_wall, 3),
-           "parallel_cpu_s": round(p_cpu, 3), "parallel_events_per_s": round(events / p_wall)}
+           "parallel_cpu_s": round(p_cpu, 3), "parallel_events_per_s": round(events / p_wall),
+           "start_method": method, "parallel_parent_cpu_s": round(p_own, 3),
+           "parallel_children_cpu_s": round(p_children, 3), "parent_part_cpu_s": round(pp_cpu, 3),
+           "children_events_per_s_cpu": round(events / p_children) if p_children > 0 else None,
+           "spawn_wall_s": round(s_wall, 3), "spawn_cpu_s": round(s_cpu, 3), "spawn_events_per_s": round(events / s_wall),
+           "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(f"{label}: {events:,} events; raw hash+parse {r_cpu:.2f} s CPU ({events / r_cpu:,.0f}/s); "
           f"verify {v_wall:.2f} s wall, {v_cpu:.2f} s CPU → {events / v_wall:,.0f} events/s "
           f"({events / v_cpu:,.0f}/CPU s, {v_cpu / r_cpu:.2f}× raw; without the master-data chains "
           f"{c_cpu:.2f} s CPU, {events / c_cpu:,.0f}/CPU s); "
-          f"{workers} workers {p_wall:.2f} s wall, {p_cpu:.2f} s CPU in all → {events / p_wall:,.0f} events/s")
+          f"{workers} workers ({method}) {p_wall:.2f} s wall, {p_cpu:.2f} s CPU in all (parent {p_own:.2f} s, of which "
+          f"ranges, campaigns, tallies and master-data chains {pp_cpu:.2f} s; workers {p_children:.2f} s) → "
+          f"{events / p_wall:,.0f} events/s; spawned workers {s_wall:.2f} s wall, {s_cpu:.2f} s CPU → "
+          f"{events / s_wall:,.0f} events/s; load average {os.getloadavg()[0]:.2f}")
     return out
 
 
