@@ -3,18 +3,27 @@
 All or nothing: every row is validated first; one bad row raises :class:`ImportRejected` naming each
 bad row, column and problem, and nothing is written. Rows are upserted by branch code, so importing
 the same file twice changes nothing the second time.
+
+Memory does not grow with the file (issue 13, item 5): :func:`import_file` reads the file as a stream,
+validates each row as it comes and spools the valid ones, in batches, to an anonymous temporary file;
+only when the whole file is valid does it write, a batch at a time, from the spool. What it keeps across
+rows is small: the committees and general branches named (a few), the parents asked for, and — to name
+a repeated branch code with the row that first used it — every code with its row (O(rows), about
+100 bytes a row).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
+import marshal
 import re
-from collections.abc import Iterator
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -79,12 +88,16 @@ class ImportResult:
     general_branches: int
 
 
-def _rows_csv(data: bytes) -> Iterator[list[str]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRejected([RowProblem(row=1, column="(文件)", problem="不是 UTF-8 编码的 CSV（请另存为“CSV UTF-8”）")]) from None
-    yield from csv.reader(io.StringIO(text, newline=""))
+_NOT_UTF8 = "不是 UTF-8 编码的 CSV（请另存为“CSV UTF-8”）"
+
+
+def _rows_csv(path: Path) -> Iterator[list[str]]:
+    """The CSV's rows as they are read (the file is decoded a block at a time, never held whole)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        try:
+            yield from csv.reader(f)
+        except UnicodeDecodeError:
+            raise ImportRejected([RowProblem(row=1, column="(文件)", problem=_NOT_UTF8)]) from None
 
 
 def _cell(v: Any) -> str:
@@ -99,11 +112,12 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _rows_xlsx(data: bytes) -> Iterator[list[str]]:
+def _rows_xlsx(path: Path) -> Iterator[list[str]]:
+    """The first sheet's rows as openpyxl's read-only mode streams them."""
     from openpyxl import load_workbook
 
     try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        wb = load_workbook(path, read_only=True, data_only=True)
     except Exception:  # noqa: BLE001 — openpyxl raises several unrelated types for a broken file (its words are English)
         raise ImportRejected([RowProblem(row=1, column="(文件)", problem="无法读取 XLSX 文件：文件已损坏，或不是 Excel 工作簿（.xlsx）")]) from None
     try:
@@ -114,7 +128,8 @@ def _rows_xlsx(data: bytes) -> Iterator[list[str]]:
         wb.close()
 
 
-def read_table(path: str | Path) -> list[list[str]]:
+def open_table(path: str | Path) -> Iterator[list[str]]:
+    """The file's rows, read as they are consumed; the file's existence, size and type are checked now."""
     p = Path(path)
     if not p.exists():
         raise InvalidInput(f"找不到文件 {p}")
@@ -122,14 +137,18 @@ def read_table(path: str | Path) -> list[list[str]]:
     if size > limits.IMPORT_MAX_BYTES:
         raise ImportRejected([RowProblem(row=1, column="(文件)", problem=(
             f"文件过大：{size / 1048576:.1f} MB，最多 {limits.IMPORT_MAX_BYTES // 1048576} MB；请分批导入"))])
-    data = p.read_bytes()
     if p.suffix.lower() in (".xlsx", ".xlsm"):
-        rows = list(_rows_xlsx(data))
+        rows = _rows_xlsx(p)
     elif p.suffix.lower() in (".csv", ".txt"):
-        rows = list(_rows_csv(data))
+        rows = _rows_csv(p)
     else:
         raise InvalidInput(f"不支持的文件类型 {p.suffix[:16]!r}：请使用 .csv（UTF-8）或 .xlsx")
     return rows
+
+
+def read_table(path: str | Path) -> list[list[str]]:
+    """The whole table at once (small files, tests); :func:`import_file` streams :func:`open_table`."""
+    return list(open_table(path))
 
 
 def _date(v: str) -> dt.date:
@@ -143,15 +162,22 @@ def _date(v: str) -> dt.date:
     raise ValueError
 
 
-def parse_rows(table: list[list[str]]) -> list[OrgRow]:
+def parse_rows(table: Iterable[list[str]]) -> list[OrgRow]:
     """Validate a whole table; raise :class:`ImportRejected` with every problem found."""
-    table = [r for r in table if any(c.strip() for c in r)] if table else []
-    if not table:
+    return list(validated(table))
+
+
+def validated(table: Iterable[list[str]]) -> Iterator[OrgRow]:
+    """The table's valid rows as they are read; at the end, :class:`ImportRejected` with every problem
+    found (so a consumer must not act on what it got before the iteration ends without an error).
+
+    Blank rows are skipped and not counted (row numbers count the rows that are not blank); too many
+    rows is said alone (the rows past the limit are only counted), then missing columns alone."""
+    rows = (r for r in table if any(c.strip() for c in r))
+    first = next(rows, None)
+    if first is None:
         raise ImportRejected([RowProblem(row=1, column="(文件)", problem="文件为空")])
-    if len(table) - 1 > limits.IMPORT_MAX_ROWS:
-        raise ImportRejected([RowProblem(row=limits.IMPORT_MAX_ROWS + 2, column="(文件)", problem=(
-            f"数据行过多：{len(table) - 1} 行，最多 {limits.IMPORT_MAX_ROWS} 行；请分批导入"))])
-    header = [h.strip().lstrip("\ufeff") for h in table[0]]
+    header = [h.strip().lstrip("\ufeff") for h in first]
     index: dict[str, int] = {}
     problems: list[RowProblem] = []
     for col, names in COLUMNS.items():
@@ -162,11 +188,14 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
     for col in REQUIRED:
         if col not in index:
             problems.append(RowProblem(row=1, column=LABEL[col], problem=f"缺少必需的列（可用列名：{'、'.join(COLUMNS[col])}）"))
-    if problems:
-        raise ImportRejected(problems)
-    out: list[OrgRow] = []
+    header_problems = bool(problems)
+    n = 1
     seen_codes: dict[str, int] = {}
-    for n, raw in enumerate(table[1:], start=2):
+    for raw in rows:
+        n += 1
+        if header_problems or n - 1 > limits.IMPORT_MAX_ROWS:
+            continue  # counted only: the file is refused for its columns or its length
+
         def get(col: str) -> str:  # the closures below are used only within this iteration
             i = index.get(col)
             return raw[i].strip() if i is not None and i < len(raw) else ""  # noqa: B023
@@ -229,21 +258,23 @@ def parse_rows(table: list[list[str]]) -> list[OrgRow]:
             continue
         committee = get("committee")
         gb = get("general_branch") or None
-        out.append(
-            OrgRow(
-                row=n, committee=committee, committee_code=get("committee_code") or committee,
-                general_branch=gb, general_branch_code=(get("general_branch_code") or gb) if gb else None,
-                code=code, name=get("name"), branch_type=btype, secretary_name=get("secretary_name"),
-                secretary_email=email, member_count=members, last_reelection=dates["last_reelection"],
-                last_activity=dates["last_activity"], secretary_violation=viol in TRUE,
-                parent_committee_code=get("parent_committee_code") or None,
-            )
+        yield OrgRow(
+            row=n, committee=committee, committee_code=get("committee_code") or committee,
+            general_branch=gb, general_branch_code=(get("general_branch_code") or gb) if gb else None,
+            code=code, name=get("name"), branch_type=btype, secretary_name=get("secretary_name"),
+            secretary_email=email, member_count=members, last_reelection=dates["last_reelection"],
+            last_activity=dates["last_activity"], secretary_violation=viol in TRUE,
+            parent_committee_code=get("parent_committee_code") or None,
         )
-    if len(table) == 1:
+    if n - 1 > limits.IMPORT_MAX_ROWS:
+        raise ImportRejected([RowProblem(row=limits.IMPORT_MAX_ROWS + 2, column="(文件)", problem=(
+            f"数据行过多：{n - 1} 行，最多 {limits.IMPORT_MAX_ROWS} 行；请分批导入"))])
+    if header_problems:
+        raise ImportRejected(problems)
+    if n == 1:
         problems.append(RowProblem(row=2, column="(文件)", problem="没有数据行"))
     if problems:
         raise ImportRejected(problems)
-    return out
 
 
 def _ensure_person(session: Session, email: str, name: str) -> Person:
@@ -276,7 +307,40 @@ _BRANCH_FIELDS = ("name", "branch_type", "committee_id", "general_branch_id", "s
                   "member_count", "last_reelection", "last_activity", "secretary_violation")
 
 
-def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
+class _Org:
+    """What one pass over the rows gathers for the writes: the committees and general branches the rows
+    name (a few), the parents they ask for and the number of rows — not the rows themselves."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.committees: dict[str, list[str]] = {}  # code → [first name, last name], in the order first named
+        self.gbs: dict[str, list[str]] = {}  # code → [first name, its committee's code, last name, its committee's]
+        self.wanted: dict[str, tuple[int, str]] = {}  # committee code → (first row naming a parent, that parent)
+        self.conflicts: list[RowProblem] = []  # a committee given two parents
+
+    def add(self, r: OrgRow) -> None:
+        self.rows += 1
+        c = self.committees.get(r.committee_code)
+        if c is None:
+            self.committees[r.committee_code] = [r.committee, r.committee]
+        else:
+            c[1] = r.committee
+        if r.general_branch_code:
+            name = r.general_branch or ""
+            g = self.gbs.get(r.general_branch_code)
+            if g is None:
+                self.gbs[r.general_branch_code] = [name, r.committee_code, name, r.committee_code]
+            else:
+                g[2], g[3] = name, r.committee_code
+        if r.parent_committee_code:
+            seen = self.wanted.get(r.committee_code)
+            if seen is not None and seen[1] != r.parent_committee_code:
+                self.conflicts.append(RowProblem(row=r.row, column=LABEL["parent_committee_code"], problem=(
+                    f"党委 {r.committee_code} 的上级与第 {seen[0]} 行不一致（{seen[1]}）")))
+            self.wanted.setdefault(r.committee_code, (r.row, r.parent_committee_code))
+
+
+def import_rows(session: Session, rows: Sequence[OrgRow]) -> ImportResult:
     """Upsert validated rows in the caller's transaction.
 
     Committees and general branches (a few) go through the ORM; branches, their secretaries and the
@@ -284,35 +348,46 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
     one SELECT of the existing branch codes, people and roles, then multi-row INSERTs and executemany
     UPDATEs of only what changed.
     """
+    org = _Org()
+    for r in rows:
+        org.add(r)
+    return _import(session, org, (rows[lo:lo + IMPORT_BATCH] for lo in range(0, len(rows), IMPORT_BATCH)))
+
+
+def _import(session: Session, org: _Org, batches: Iterable[Sequence[OrgRow]]) -> ImportResult:
+    """The writes of :func:`import_rows` from what :class:`_Org` gathered and the rows' batches, in order.
+
+    The committees and general branches end as the rows' last mention of them says (their name, a general
+    branch's committee); new ones are created in the order first named, with what that row said."""
     committees = {c.code: c for c in session.scalars(select(Committee))}
     gbs = {g.code: g for g in session.scalars(select(GeneralBranch))}
     new_committees = new_gbs = 0
-    for r in rows:
-        c = committees.get(r.committee_code)
+    for code, (first, last) in org.committees.items():
+        c = committees.get(code)
         if c is None:
-            c = committees[r.committee_code] = Committee(code=r.committee_code, name=r.committee)
+            c = committees[code] = Committee(code=code, name=first)
             session.add(c)
             session.flush()
             new_committees += 1
-        elif c.name != r.committee:
-            c.name = r.committee
-        if r.general_branch_code:
-            g = gbs.get(r.general_branch_code)
-            if g is None:
-                g = gbs[r.general_branch_code] = GeneralBranch(code=r.general_branch_code, name=r.general_branch or "",
-                                                              committee_id=c.id)
-                session.add(g)
-                session.flush()
-                new_gbs += 1
-            elif g.name != r.general_branch or g.committee_id != c.id:
-                g.name, g.committee_id = r.general_branch or "", c.id
+        if c.name != last:
+            c.name = last
+    for code, (first, first_committee, last, last_committee) in org.gbs.items():
+        g = gbs.get(code)
+        if g is None:
+            g = gbs[code] = GeneralBranch(code=code, name=first, committee_id=committees[first_committee].id)
+            session.add(g)
+            session.flush()
+            new_gbs += 1
+        cid = committees[last_committee].id
+        if g.name != last or g.committee_id != cid:
+            g.name, g.committee_id = last, cid
     session.flush()
-    _place_committees(session, rows, committees)
+    _place_committees(session, org, committees)
     committee_ids = {code: c.id for code, c in committees.items()}
     gb_ids = {code: g.id for code, g in gbs.items()}
     created = updated = unchanged = 0
-    for lo in range(0, len(rows), IMPORT_BATCH):
-        n_new, n_changed, n_same = _write_batch(session, rows[lo:lo + IMPORT_BATCH], committee_ids, gb_ids)
+    for batch in batches:
+        n_new, n_changed, n_same = _write_batch(session, batch, committee_ids, gb_ids)
         created, updated, unchanged = created + n_new, updated + n_changed, unchanged + n_same
     # Core statements bypass the unit of work: what this session holds of the rows written is refreshed
     # on next access, and the per-session caches of roles and quorums start again.
@@ -327,26 +402,18 @@ def import_rows(session: Session, rows: list[OrgRow]) -> ImportResult:
     from workflow.tenancy import adopt_campaigns
 
     adopt_campaigns(session)  # the first committee takes the campaigns made before it (issue 12)
-    return ImportResult(rows=len(rows), created=created, updated=updated, unchanged=unchanged,
+    return ImportResult(rows=org.rows, created=created, updated=updated, unchanged=unchanged,
                         committees=new_committees, general_branches=new_gbs)
 
 
-def _place_committees(session: Session, rows: list[OrgRow], committees: dict[str, Committee]) -> None:
+def _place_committees(session: Session, org: _Org, committees: dict[str, Committee]) -> None:
     """Put committees under the parent the file names (上级党委编码): a committee already in the database or
     in the file; a move that would make a cycle, or an unknown parent, rejects the whole file (issue 12)."""
     from workflow import tenancy
 
     tenancy.fill_paths(session)
-    wanted: dict[str, tuple[int, str]] = {}
-    problems: list[RowProblem] = []
-    for r in rows:
-        if not r.parent_committee_code:
-            continue
-        seen = wanted.get(r.committee_code)
-        if seen is not None and seen[1] != r.parent_committee_code:
-            problems.append(RowProblem(row=r.row, column=LABEL["parent_committee_code"], problem=(
-                f"党委 {r.committee_code} 的上级与第 {seen[0]} 行不一致（{seen[1]}）")))
-        wanted.setdefault(r.committee_code, (r.row, r.parent_committee_code))
+    wanted = org.wanted
+    problems: list[RowProblem] = list(org.conflicts)
     for code, (row, parent) in wanted.items():
         if parent not in committees and session.scalar(select(Committee.id).where(Committee.code == parent)) is None:
             problems.append(RowProblem(row=row, column=LABEL["parent_committee_code"], problem=(
@@ -366,7 +433,7 @@ def _place_committees(session: Session, rows: list[OrgRow], committees: dict[str
         committees[code] = tenancy.get_committee(session, code)
 
 
-def _write_batch(session: Session, rows: list[OrgRow], committee_ids: dict[str, int],
+def _write_batch(session: Session, rows: Sequence[OrgRow], committee_ids: dict[str, int],
                  gb_ids: dict[str, int]) -> tuple[int, int, int]:
     branches, people, roles = Branch.__table__, Person.__table__, RoleAssignment.__table__
     assert isinstance(branches, Table) and isinstance(people, Table) and isinstance(roles, Table)
@@ -435,5 +502,52 @@ def _values_of(r: OrgRow, committee_ids: dict[str, int], gb_ids: dict[str, int])
     }
 
 
+_FIELDS = tuple(OrgRow.__dataclass_fields__)
+_LEN = struct.Struct("<Q")
+
+
+class _Spool:
+    """Valid rows on disk, a batch at a time, in the order read: an anonymous temporary file (gone when
+    closed, or when the process ends) holding each batch as one length-prefixed ``marshal`` blob of plain
+    tuples — what this process wrote itself, read back once by it."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.batch: list[tuple[Any, ...]] = []
+
+    def add(self, r: OrgRow) -> None:
+        t = tuple(getattr(r, f) for f in _FIELDS)
+        self.batch.append(tuple(v.toordinal() if isinstance(v, dt.date) else v for v in t))
+        if len(self.batch) == IMPORT_BATCH:
+            self._write()
+
+    def _write(self) -> None:
+        blob = marshal.dumps(self.batch)
+        self.file.write(_LEN.pack(len(blob)) + blob)
+        self.batch = []
+
+    def batches(self) -> Iterator[list[OrgRow]]:
+        if self.batch:
+            self._write()
+        self.file.seek(0)
+        dates = {_FIELDS.index("last_reelection"), _FIELDS.index("last_activity")}
+        while head := self.file.read(_LEN.size):
+            rows: list[OrgRow] = []
+            for t in marshal.loads(self.file.read(_LEN.unpack(head)[0])):  # this process's own spool
+                r = object.__new__(OrgRow)  # the fields as validated, without the frozen dataclass's __init__
+                r.__dict__.update(zip(_FIELDS, (dt.date.fromordinal(v) if i in dates and v is not None else v
+                                                for i, v in enumerate(t)), strict=True))
+                rows.append(r)
+            yield rows
+
+
 def import_file(session: Session, path: str | Path) -> ImportResult:
-    return import_rows(session, parse_rows(read_table(path)))
+    """Validate the whole file, streaming it, then write it in batches (see the module's docstring)."""
+    table = open_table(path)
+    org = _Org()
+    with tempfile.TemporaryFile(prefix="branchflow-import-") as f:
+        spool = _Spool(f)
+        for r in validated(table):  # raises ImportRejected at the end, before anything is written
+            org.add(r)
+            spool.add(r)
+        return _import(session, org, spool.batches())
